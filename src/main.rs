@@ -1,0 +1,2 @@
+//! greenlight command-line entry point.
+fn main() {}

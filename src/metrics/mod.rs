@@ -1,0 +1,2 @@
+//! Metrics providers: measure a colour's error rate and latency.
+pub mod scrape;
