@@ -634,12 +634,14 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 let timeout = match timeout {
                     Some(t) => match humantime::parse_duration(&t) {
                         Ok(d) if !d.is_zero() => d,
-                        _ => return cx.err(
-                            deploy_span,
-                            format!(
+                        _ => {
+                            return cx.err(
+                                deploy_span,
+                                format!(
                                 "environment \"{name}\": deploy.timeout \"{t}\" is not a duration"
                             ),
-                        ),
+                            )
+                        }
                     },
                     None => Duration::from_secs(600),
                 };

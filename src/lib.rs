@@ -1,7 +1,11 @@
 //! greenlight: a chat-ops deploy bot. The library holds everything; `main.rs` is the CLI.
+pub mod app;
+pub mod chat;
 pub mod config;
 pub mod core;
 pub mod demo_app;
 pub mod deploy;
+pub mod http;
 pub mod metrics;
+pub mod store;
 pub mod verify;

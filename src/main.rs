@@ -1,2 +1,273 @@
-//! greenlight command-line entry point.
-fn main() {}
+//! greenlight's command line: run the bot, check a config, read history, serve the demo app.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use greenlight::config::{self, Config};
+use greenlight::core::EnvName;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const DEFAULT_CONFIG_PATH: &str = "config/greenlight.toml";
+const EMBEDDED_CONFIG: &str = include_str!("../config/greenlight.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "greenlight",
+    version,
+    about = "Chat-ops deploy bot: checklists, freeze windows, blue-green deploys with automatic rollback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the bot.
+    Run {
+        #[arg(long, env = "GREENLIGHT_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "GREENLIGHT_LISTEN")]
+        listen: Option<String>,
+        #[arg(long, env = "GREENLIGHT_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Validate a config file; errors name the line.
+    CheckConfig { file: Option<PathBuf> },
+    /// List an environment's runs, newest first.
+    History {
+        env: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, env = "GREENLIGHT_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "GREENLIGHT_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "GREENLIGHT_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Serve the bundled demo app (used by the `local` driver).
+    DemoApp {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "blue")]
+        colour: String,
+    },
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config> {
+    let lookup = |n: &str| std::env::var(n).ok();
+    match path {
+        Some(p) => config::load(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
+        None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            config::load(std::path::Path::new(DEFAULT_CONFIG_PATH))
+                .map_err(|e| anyhow::anyhow!("{DEFAULT_CONFIG_PATH}: {e}"))
+        }
+        None => config::parse(EMBEDDED_CONFIG, &lookup)
+            .map_err(|e| anyhow::anyhow!("built-in config: {e}")),
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GREENLIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("GREENLIGHT_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::CheckConfig { file } => check_config(file),
+        Cmd::DemoApp {
+            listen,
+            version,
+            colour,
+        } => runtime(1)
+            .block_on(demo_app(listen, version, colour))
+            .map(|_| 0),
+        Cmd::History {
+            env,
+            limit,
+            config,
+            data,
+            listen,
+        } => history(env, limit, config, data, listen),
+        Cmd::Run {
+            config,
+            listen,
+            data,
+        } => {
+            init_logs();
+            runtime(2).block_on(run(config, listen, data)).map(|_| 0)
+        }
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("greenlight: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn check_config(file: Option<PathBuf>) -> Result<i32> {
+    let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    match config::load(&path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{}: ok ({} environments, {} users, {} freeze windows)",
+                path.display(),
+                c.environments.len(),
+                c.users.len(),
+                c.freezes.len()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            println!(
+                "{}:{}",
+                path.display(),
+                match e.line {
+                    Some(l) => format!("{l}: {}", e.message),
+                    None => format!(" {}", e.message),
+                }
+            );
+            Ok(1)
+        }
+    }
+}
+
+async fn demo_app(listen: String, version: String, colour: String) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    greenlight::demo_app::serve(
+        listener,
+        greenlight::demo_app::DemoOptions { version, colour },
+    )
+    .await
+}
+
+fn history(
+    env: String,
+    limit: usize,
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+) -> Result<i32> {
+    let mut cfg = load_config(config)?;
+    if let Some(d) = data {
+        cfg.bot.data_dir = d;
+    }
+    let env = EnvName::new(env);
+    if !cfg.environments.contains_key(&env) {
+        println!("unknown environment \"{env}\" (known: {})", cfg.env_names());
+        return Ok(1);
+    }
+    let tz = cfg.bot.timezone;
+    let runs = match greenlight::store::Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes) {
+        Ok(store) => store.history(&env, limit)?,
+        Err(_) => {
+            // The running bot holds the store: ask it.
+            let addr = listen.unwrap_or(cfg.bot.listen.clone());
+            let url = format!("http://{addr}/api/history/{env}?limit={limit}");
+            runtime(1).block_on(async {
+                let r = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("the store is in use and the running bot does not answer at {addr}")
+                    })?;
+                anyhow::Ok(
+                    r.error_for_status()?
+                        .json::<Vec<greenlight::core::run::Run>>()
+                        .await?,
+                )
+            })?
+        }
+    };
+    if runs.is_empty() {
+        println!("No runs on {env} yet.");
+    }
+    for r in runs {
+        println!("{}", r.summary_line(tz));
+    }
+    Ok(0)
+}
+
+async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathBuf>) -> Result<()> {
+    let mut cfg = load_config(config)?;
+    if let Some(l) = listen {
+        cfg.bot.listen = l;
+    }
+    if let Some(d) = data {
+        cfg.bot.data_dir = d;
+    }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.bot.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.bot.listen))?;
+    let addr = listener.local_addr()?;
+    let platforms =
+        std::env::var("SLACK_BOT_TOKEN").is_ok() || std::env::var("DISCORD_TOKEN").is_ok();
+    let mut local = cfg.local.enabled.unwrap_or(!platforms);
+    if local && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the local channel is served only on a loopback address: it stays off");
+        local = false;
+    }
+    let link_base = cfg
+        .bot
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let cfg = Arc::new(cfg);
+    let (app, handle, rx) = greenlight::app::App::start(cfg.clone(), link_base).await?;
+    let router = greenlight::http::router(handle, local);
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, local_channel = local, "greenlight ready");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("shutting down: state is persisted, active runs resume at the next start");
+    };
+    app.run(rx, shutdown).await
+}

@@ -91,9 +91,6 @@ pub fn evaluate(
     th: &Thresholds,
 ) -> Verdict {
     let mut breaches = Vec::new();
-    if let Some(Err(why)) = smoke {
-        breaches.push(format!("core business flow broken: {why}"));
-    }
     let mut inconclusive = None;
     let mut detail = Vec::new();
     match sample {
@@ -156,6 +153,9 @@ pub fn evaluate(
                 detail.push(format!("p99 {} (no baseline)", ms(p)));
             }
         }
+    }
+    if let Some(Err(why)) = smoke {
+        breaches.push(format!("core business flow broken: {why}"));
     }
     if !breaches.is_empty() {
         return Verdict::Breach {

@@ -1343,6 +1343,20 @@ impl Engine {
         run.phase = phase;
         run.ended = Some(tx.now);
         run.outcome = Some(outcome.clone());
+        if !run.status.is_empty() {
+            // The status message's header shows the final phase.
+            let text = format!(
+                "Run {id} status ({}):\n{}",
+                phase.label(),
+                run.status.join("\n")
+            );
+            tx.post(
+                Post::top(&run.env, Room::Deploys, text)
+                    .keyed(message::status_key(id))
+                    .in_thread(message::checklist_key(id))
+                    .editing(),
+            );
+        }
         tx.event(id, None, format!("ended: {} ({outcome})", phase.label()));
     }
 
@@ -1740,9 +1754,8 @@ impl Engine {
         };
         let no_previous = run.kind == RunKind::Deploy && run.from.is_none();
         let alert = format!(
-            "🚨 {display}: {} {bad} (run {id}). Reason: {reason}. Now {now_live}{}. Requested by {}; approved by {}. {display} is locked until someone runs /deploy unlock {env}. The database was not touched: if this release ran migrations, a person must assess them. {}",
+            "🚨 {display}: {} {bad} (run {id}). Reason: {reason}. Now {now_live}. Requested by {}; approved by {}. {display} is locked until someone runs /deploy unlock {env}. The database was not touched: if this release ran migrations, a person must assess them. {}",
             if no_previous { "failed first deploy of" } else { "rolled back" },
-            back_to.as_ref().map(|v| format!(" → {v}")).map(|s| format!(" (back to{s})")).unwrap_or_default().replace("(back to →", "(back to"),
             run.requester,
             if approvers.is_empty() { "nobody".into() } else { approvers.join(", ") },
             self.link(id)

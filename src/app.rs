@@ -1,0 +1,783 @@
+//! The one event loop: inputs from chat, drivers and timers go to the core; the changes it
+//! returns are written to sled (and flushed) before any action is carried out. IO runs in
+//! spawned tasks that only report results back; no business logic lives in them.
+
+use crate::chat::local as localchat;
+use crate::config::{Config, MetricsConfig};
+use crate::core::analysis::{Measurement, Sample};
+use crate::core::command::{self, Command};
+use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
+use crate::core::{Colour, EnvName, RunId, UserId};
+use crate::deploy::Driver;
+use crate::metrics::scrape::{self, Scraper, Snapshot};
+use crate::store::{LocalMessage, Store};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// An error answered by the local API: status and one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the loop reacts to.
+pub enum AppEvent {
+    LocalPost {
+        user: String,
+        text: String,
+        channel: Option<String>,
+        thread_id: Option<String>,
+        reply: oneshot::Sender<Result<String, ApiError>>,
+    },
+    LocalReaction {
+        user: String,
+        message_id: String,
+        emoji: String,
+        add: bool,
+        /// Ok(true) when the reaction set changed.
+        reply: oneshot::Sender<Result<bool, ApiError>>,
+    },
+    Done {
+        run: RunId,
+        attempt: u32,
+        outcome: Outcome,
+    },
+}
+
+/// Where a command came from, so its answer goes back there.
+struct Origin {
+    user: UserId,
+    channel: String,
+    thread_id: Option<String>,
+}
+
+pub struct App {
+    cfg: Arc<Config>,
+    store: Store,
+    engine: Engine,
+    drivers: BTreeMap<EnvName, Driver>,
+    timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
+    timer_seq: u64,
+    tx: mpsc::Sender<AppEvent>,
+    http: reqwest::Client,
+    scraper: Arc<Scraper>,
+    snapshots: Arc<Mutex<HashMap<RunId, Snapshot>>>,
+    traffic: HashMap<EnvName, tokio::task::JoinHandle<()>>,
+    messages: usize,
+}
+
+/// A handle the HTTP server uses to talk to the loop and read the store.
+#[derive(Clone)]
+pub struct Handle {
+    pub tx: mpsc::Sender<AppEvent>,
+    pub store: Store,
+    pub cfg: Arc<Config>,
+}
+
+impl App {
+    /// Opens the store, starts the drivers and restores every environment; resumes active runs.
+    pub async fn start(
+        cfg: Arc<Config>,
+        link_base: String,
+    ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
+        let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
+        let mut engine = Engine::new(cfg.clone(), link_base);
+        engine.restore(store.envs()?, store.active_runs()?, store.next_run()?);
+        let (tx, rx) = mpsc::channel(1024);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut app = App {
+            cfg: cfg.clone(),
+            store: store.clone(),
+            engine,
+            drivers: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            tx: tx.clone(),
+            http,
+            scraper: Arc::new(Scraper::new(Duration::from_secs(5))),
+            snapshots: Arc::new(Mutex::new(HashMap::new())),
+            traffic: HashMap::new(),
+            messages: store.message_count(),
+        };
+        let now = Utc::now();
+        for (name, env) in &cfg.environments {
+            let driver = Driver::start(env, &cfg.bot.data_dir)
+                .await
+                .with_context(|| format!("environment {name}"))?;
+            let st = app.engine.envs.get(name).cloned().unwrap_or_default();
+            let live = driver
+                .restore(st.live, st.blue.as_deref(), st.green.as_deref())
+                .await
+                .with_context(|| format!("restoring environment {name}"))?;
+            let url = driver.entry_url();
+            app.drivers.insert(name.clone(), driver);
+            let mut changed = st.url != url;
+            let st_mut = app.engine.envs.get_mut(name).expect("env");
+            st_mut.url = url;
+            let active = st.active_run.filter(|id| app.engine.runs.contains_key(id));
+            if active.is_none() && st.live != live {
+                st_mut.live = live;
+                changed = true;
+            }
+            if changed {
+                let st = st_mut.clone();
+                let mut ws = app.store.begin();
+                ws.put_env(name, &st);
+                ws.commit()?;
+            }
+            if let Some(id) = active {
+                let ch = app.engine.resume(id, live, now);
+                app.apply(ch, None)?;
+            }
+        }
+        for (at, t) in app.engine.startup_timers() {
+            app.arm(at, t);
+        }
+        let handle = Handle { tx, store, cfg };
+        Ok((app, handle, rx))
+    }
+
+    /// Runs until `shutdown` resolves or every sender is gone.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AppEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => {
+                        let d = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        tokio::time::sleep(d).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.handle(ev)?,
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = Utc::now();
+                    while let Some(entry) = self.timers.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        let t = entry.remove();
+                        let ch = self.engine.timer(t, now);
+                        self.apply(ch, None)?;
+                    }
+                }
+            }
+        }
+        self.store.flush()?;
+        for (_, t) in self.traffic.drain() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, at: DateTime<Utc>, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), t);
+    }
+
+    fn handle(&mut self, ev: AppEvent) -> Result<()> {
+        let now = Utc::now();
+        match ev {
+            AppEvent::LocalPost {
+                user,
+                text,
+                channel,
+                thread_id,
+                reply,
+            } => {
+                let r = self.local_post(user, text, channel, thread_id, now);
+                match r {
+                    Ok(id) => {
+                        let _ = reply.send(Ok(id));
+                    }
+                    Err(e) => match e.downcast::<ApiError>() {
+                        Ok(api) => {
+                            let _ = reply.send(Err(api));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(ApiError::new(500, "internal error")));
+                            return Err(e);
+                        }
+                    },
+                }
+            }
+            AppEvent::LocalReaction {
+                user,
+                message_id,
+                emoji,
+                add,
+                reply,
+            } => match self.local_reaction(user, message_id, emoji, add, now) {
+                Ok(changed) => {
+                    let _ = reply.send(Ok(changed));
+                }
+                Err(e) => match e.downcast::<ApiError>() {
+                    Ok(api) => {
+                        let _ = reply.send(Err(api));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ApiError::new(500, "internal error")));
+                        return Err(e);
+                    }
+                },
+            },
+            AppEvent::Done {
+                run,
+                attempt,
+                outcome,
+            } => {
+                let ch = self.engine.result(run, attempt, outcome, now);
+                self.apply(ch, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn known_user(&self, user: &str) -> Result<UserId> {
+        let id = UserId::new(user);
+        if self.cfg.users.contains_key(&id) {
+            Ok(id)
+        } else {
+            Err(ApiError::new(
+                400,
+                format!("unknown user \"{user}\": not a key under [users]"),
+            )
+            .into())
+        }
+    }
+
+    fn local_post(
+        &mut self,
+        user: String,
+        text: String,
+        channel: Option<String>,
+        thread_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let uid = self.known_user(&user)?;
+        let channel = channel.unwrap_or_else(|| "deploys".to_string());
+        if !localchat::known_channels(&self.cfg).contains(&channel) {
+            return Err(ApiError::new(400, format!("unknown channel \"{channel}\"")).into());
+        }
+        if text.trim().is_empty() {
+            return Err(ApiError::new(400, "text is empty").into());
+        }
+        let thread_id = match thread_id {
+            Some(t) => {
+                let n: u64 = t
+                    .parse()
+                    .map_err(|_| ApiError::new(404, format!("unknown thread_id \"{t}\"")))?;
+                let parent = self
+                    .store
+                    .message(n)?
+                    .ok_or_else(|| ApiError::new(404, format!("unknown thread_id \"{t}\"")))?;
+                // Replies to a reply go to the thread's parent.
+                Some(parent.thread_id.unwrap_or(parent.id))
+            }
+            None => None,
+        };
+        let mut ws = self.store.begin();
+        let id = ws.add_message(LocalMessage {
+            id: String::new(),
+            channel: channel.clone(),
+            user: user.clone(),
+            text: text.clone(),
+            thread_id: thread_id.clone(),
+            ts: now,
+            visible_to: None,
+            reactions: vec![],
+            key: None,
+        })?;
+        ws.commit()?;
+        self.messages += 1;
+        if let Some(parsed) = command::parse(&text) {
+            let origin = Origin {
+                user: uid.clone(),
+                channel,
+                thread_id,
+            };
+            let started = std::time::Instant::now();
+            match parsed {
+                Err(usage) => {
+                    let ch = Changes {
+                        reply: Some(crate::core::run::Reply {
+                            text: usage.to_string(),
+                            private: true,
+                        }),
+                        ..Default::default()
+                    };
+                    self.apply(ch, Some(&origin))?;
+                }
+                Ok(Command::History { env, limit }) => {
+                    let text = self.history_text(&env, limit)?;
+                    let ch = Changes {
+                        reply: Some(text),
+                        ..Default::default()
+                    };
+                    self.apply(ch, Some(&origin))?;
+                }
+                Ok(cmd) => {
+                    tracing::info!(user = %uid, command = %text, "command");
+                    let ch = self.engine.command(&uid, cmd, now);
+                    self.apply(ch, Some(&origin))?;
+                }
+            }
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "command handled"
+            );
+        }
+        Ok(id.to_string())
+    }
+
+    fn history_text(&self, env: &EnvName, limit: usize) -> Result<crate::core::run::Reply> {
+        if !self.cfg.environments.contains_key(env) {
+            return Ok(crate::core::run::Reply {
+                text: format!(
+                    "unknown environment \"{env}\" (known: {}). Usage: {}",
+                    self.cfg.env_names(),
+                    command::USAGE_HISTORY
+                ),
+                private: true,
+            });
+        }
+        let runs = self.store.history(env, limit)?;
+        let tz = self.cfg.bot.timezone;
+        let text = if runs.is_empty() {
+            format!("No runs on {env} yet.")
+        } else {
+            let mut s = format!("Last {} runs on {env}:", runs.len());
+            for r in runs {
+                s.push_str("\n• ");
+                s.push_str(&r.summary_line(tz));
+            }
+            s
+        };
+        Ok(crate::core::run::Reply {
+            text,
+            private: false,
+        })
+    }
+
+    fn local_reaction(
+        &mut self,
+        user: String,
+        message_id: String,
+        emoji: String,
+        add: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let uid = self.known_user(&user)?;
+        let emoji = emoji.trim().trim_matches(':').to_string();
+        if emoji.is_empty() {
+            return Err(ApiError::new(400, "emoji is empty").into());
+        }
+        let n: u64 = message_id
+            .parse()
+            .map_err(|_| ApiError::new(404, format!("unknown message_id \"{message_id}\"")))?;
+        let mut msg = self
+            .store
+            .message(n)?
+            .ok_or_else(|| ApiError::new(404, format!("unknown message_id \"{message_id}\"")))?;
+        let changed = localchat::toggle_reaction(&mut msg, &user, &emoji, add);
+        let store = self.store.clone();
+        let mut ws = store.begin();
+        if changed {
+            ws.update_message(n, msg.clone());
+        }
+        let mut ch = Changes::default();
+        if changed {
+            if let Some(key) = &msg.key {
+                ch = self.engine.reaction(&uid, key, &emoji, add, now);
+                if let Some(reply) = ch.reply.take() {
+                    // A reaction on a finished run's message: answer in that thread.
+                    let thread = msg.thread_id.clone().or(Some(msg.id.clone()));
+                    localchat::add_bot_message(
+                        &mut ws,
+                        &msg.channel,
+                        thread,
+                        &reply.text,
+                        None,
+                        None,
+                        now,
+                    )?;
+                }
+            }
+        }
+        self.commit_changes(ws, ch, None, now)?;
+        Ok(changed)
+    }
+
+    /// Persists a step's changes (flushed), then arms timers and starts actions.
+    fn apply(&mut self, ch: Changes, origin: Option<&Origin>) -> Result<()> {
+        let store = self.store.clone();
+        let ws = store.begin();
+        self.commit_changes(ws, ch, origin, Utc::now())
+    }
+
+    fn commit_changes(
+        &mut self,
+        mut ws: crate::store::WriteSet<'_>,
+        ch: Changes,
+        origin: Option<&Origin>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for r in &ch.runs {
+            ws.put_run(r);
+        }
+        for (k, st) in &ch.envs {
+            ws.put_env(k, st);
+        }
+        for e in &ch.events {
+            ws.put_event(e)?;
+        }
+        if let Some(n) = ch.next_run {
+            ws.put_next_run(n);
+        }
+        for p in &ch.posts {
+            localchat::render_post(&mut ws, &self.cfg, p, now)?;
+        }
+        if let (Some(reply), Some(o)) = (&ch.reply, origin) {
+            let visible = reply.private.then(|| o.user.0.clone());
+            localchat::add_bot_message(
+                &mut ws,
+                &o.channel,
+                o.thread_id.clone(),
+                &reply.text,
+                visible,
+                None,
+                now,
+            )?;
+        }
+        let added = ws.new_messages;
+        ws.commit().context("writing to the store")?;
+        self.messages += added;
+        if self.messages > self.cfg.bot.local_retention + 500 {
+            self.store.trim_messages(self.cfg.bot.local_retention)?;
+            self.messages = self.store.message_count();
+        }
+        // Written: now act.
+        for (at, t) in ch.timers {
+            self.arm(at, t);
+        }
+        for r in &ch.runs {
+            self.traffic_for(r.env.clone(), r.phase);
+            if r.phase.is_terminal() {
+                self.snapshots.lock().expect("snapshots").remove(&r.id);
+            }
+        }
+        for a in ch.actions {
+            self.spawn(a);
+        }
+        Ok(())
+    }
+
+    /// Steady synthetic traffic through the demo router while a run is between verification
+    /// and stable, so that the baseline and the monitoring have data.
+    fn traffic_for(&mut self, env: EnvName, phase: Phase) {
+        let Some(Driver::Local(l)) = self.drivers.get(&env) else {
+            return;
+        };
+        let wanted = matches!(
+            phase,
+            Phase::VerifyingIdle
+                | Phase::Baseline
+                | Phase::Switching
+                | Phase::Monitoring
+                | Phase::RollingBack
+        );
+        if wanted {
+            if !self.traffic.contains_key(&env) {
+                let url = l.router_url().to_string();
+                let client = self.http.clone();
+                self.traffic
+                    .insert(env, tokio::spawn(localchat::synthetic_traffic(client, url)));
+            }
+        } else if let Some(t) = self.traffic.remove(&env) {
+            t.abort();
+        }
+    }
+
+    fn spawn(&self, action: Action) {
+        let tx = self.tx.clone();
+        let cfg = self.cfg.clone();
+        let http = self.http.clone();
+        let scraper = self.scraper.clone();
+        let snapshots = self.snapshots.clone();
+        let env_name = match &action {
+            Action::DeployIdle { env, .. }
+            | Action::Verify { env, .. }
+            | Action::Baseline { env, .. }
+            | Action::Switch { env, .. }
+            | Action::Sample { env, .. }
+            | Action::SwitchBack { env, .. }
+            | Action::Teardown { env, .. } => env.clone(),
+        };
+        let Some(driver) = self.drivers.get(&env_name).cloned() else {
+            return;
+        };
+        tracing::info!(env = %env_name, action = ?action, "action");
+        tokio::spawn(async move {
+            let env = &cfg.environments[&env_name];
+            let (run, attempt, outcome) = match action {
+                Action::DeployIdle {
+                    run,
+                    attempt,
+                    colour,
+                    version,
+                    ..
+                } => (
+                    run,
+                    attempt,
+                    Outcome::DeployIdle(driver.deploy(colour, &version).await),
+                ),
+                Action::Verify {
+                    run,
+                    attempt,
+                    colour,
+                    ..
+                } => (
+                    run,
+                    attempt,
+                    Outcome::Verify(verify(&http, &driver, env, colour).await),
+                ),
+                Action::Baseline {
+                    run,
+                    attempt,
+                    colour,
+                    ..
+                } => {
+                    let window = env
+                        .monitor
+                        .interval
+                        .clamp(Duration::from_secs(1), Duration::from_secs(5));
+                    (
+                        run,
+                        attempt,
+                        Outcome::Baseline(
+                            sample(&scraper, &driver, env, colour, None, window).await.0,
+                        ),
+                    )
+                }
+                Action::Switch {
+                    run,
+                    attempt,
+                    to,
+                    from,
+                    ..
+                } => {
+                    let r = driver.switch(to, from).await;
+                    if r.is_ok() {
+                        if let (MetricsConfig::Scrape { path }, Some(url)) =
+                            (&env.metrics, driver.url(to))
+                        {
+                            if let Ok(s) = scraper
+                                .scrape(&format!("{url}{path}"), Some(to.as_str()))
+                                .await
+                            {
+                                snapshots.lock().expect("snapshots").insert(run, s);
+                            }
+                        }
+                    }
+                    (run, attempt, Outcome::Switch(r))
+                }
+                Action::Sample {
+                    run,
+                    attempt,
+                    colour,
+                    ..
+                } => {
+                    let prev = snapshots.lock().expect("snapshots").get(&run).cloned();
+                    let (s, snap) =
+                        sample(&scraper, &driver, env, colour, prev, Duration::from_secs(1)).await;
+                    if let Some(snap) = snap {
+                        snapshots.lock().expect("snapshots").insert(run, snap);
+                    }
+                    let smoke = if env.smoke.iter().any(|s| s.critical) {
+                        Some(critical_path(&http, &driver, env, colour).await)
+                    } else {
+                        None
+                    };
+                    (run, attempt, Outcome::Sample(s, smoke))
+                }
+                Action::SwitchBack {
+                    run,
+                    attempt,
+                    to,
+                    from,
+                    ..
+                } => (
+                    run,
+                    attempt,
+                    Outcome::SwitchBack(driver.switch(to, Some(from)).await),
+                ),
+                Action::Teardown { colour, .. } => {
+                    driver.teardown(colour).await;
+                    return;
+                }
+            };
+            let _ = tx
+                .send(AppEvent::Done {
+                    run,
+                    attempt,
+                    outcome,
+                })
+                .await;
+        });
+    }
+}
+
+/// Health check polling, then every smoke step, against one colour.
+async fn verify(
+    http: &reqwest::Client,
+    driver: &Driver,
+    env: &crate::config::EnvConfig,
+    colour: Colour,
+) -> Result<String, String> {
+    let Some(url) = driver.url(colour) else {
+        return Err(format!("{colour} has no address to check"));
+    };
+    let waited = crate::verify::wait_healthy(
+        http,
+        &format!("{url}{}", env.health.path),
+        env.health.timeout,
+        env.health.interval,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let reports = crate::verify::run_smoke(
+        http,
+        &url,
+        &env.smoke,
+        &env.smoke_vars,
+        Duration::from_secs(10),
+        &env.secrets,
+    )
+    .await
+    .map_err(|f| f.to_string())?;
+    let steps: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{} ({} in {} ms)", r.name, r.status, r.millis))
+        .collect();
+    Ok(format!(
+        "healthy after {} ms; smoke tests passed: {}",
+        waited.as_millis(),
+        if steps.is_empty() {
+            "none configured".into()
+        } else {
+            steps.join(", ")
+        }
+    ))
+}
+
+/// The smoke steps up to and including the last critical one (earlier steps supply captures).
+async fn critical_path(
+    http: &reqwest::Client,
+    driver: &Driver,
+    env: &crate::config::EnvConfig,
+    colour: Colour,
+) -> Result<(), String> {
+    let Some(url) = driver.url(colour) else {
+        return Err(format!("{colour} is not running"));
+    };
+    let last = env
+        .smoke
+        .iter()
+        .rposition(|s| s.critical)
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    crate::verify::run_smoke(
+        http,
+        &url,
+        &env.smoke[..last],
+        &env.smoke_vars,
+        Duration::from_secs(5),
+        &env.secrets,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|f| f.to_string())
+}
+
+/// Measures a colour over a window: from `prev` (the last snapshot) to now, or over `window`.
+async fn sample(
+    scraper: &Scraper,
+    driver: &Driver,
+    env: &crate::config::EnvConfig,
+    colour: Colour,
+    prev: Option<Snapshot>,
+    window: Duration,
+) -> (Sample, Option<Snapshot>) {
+    let MetricsConfig::Scrape { path } = &env.metrics else {
+        return (
+            Sample::Unavailable("no metrics provider is configured".into()),
+            None,
+        );
+    };
+    let Some(url) = driver.url(colour) else {
+        return (
+            Sample::Unavailable(format!("{colour} is not running")),
+            None,
+        );
+    };
+    let url = format!("{url}{path}");
+    let prev = match prev {
+        Some(p) => p,
+        None => match scraper.scrape(&url, Some(colour.as_str())).await {
+            Ok(p) => {
+                tokio::time::sleep(window).await;
+                p
+            }
+            Err(e) => return (Sample::Unavailable(e.to_string()), None),
+        },
+    };
+    match scraper.scrape(&url, Some(colour.as_str())).await {
+        Ok(cur) => {
+            if cur.samples == 0 {
+                return (
+                    Sample::Unavailable(format!("{url} exposes no request metrics for {colour}")),
+                    Some(cur),
+                );
+            }
+            let w = scrape::window(&prev, &cur);
+            (
+                Sample::Data(Measurement {
+                    requests: w.requests,
+                    error_rate: w.error_rate,
+                    p99_seconds: w.p99_seconds,
+                }),
+                Some(cur),
+            )
+        }
+        Err(e) => (Sample::Unavailable(e.to_string()), None),
+    }
+}

@@ -1,0 +1,2 @@
+//! Chat adapters: each converts platform events to core inputs and core messages to platform calls.
+pub mod local;

@@ -1,0 +1,101 @@
+//! The bot's HTTP server: the local channel (loopback only), `/healthz`, run pages and the
+//! history API that `greenlight history` asks while the bot holds the store.
+
+use crate::app::Handle;
+use crate::chat::local;
+use crate::core::{EnvName, RunId};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn router(h: Handle, local_channel: bool) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/runs/{id}", get(run_json))
+        .route("/runs/{id}", get(run_page))
+        .route("/api/history/{env}", get(history));
+    if local_channel {
+        r = r
+            .route("/", get(local::page))
+            .route(
+                "/api/local/messages",
+                get(local::get_messages).post(local::post_message),
+            )
+            .route(
+                "/api/local/reactions",
+                axum::routing::post(local::add_reaction).delete(local::remove_reaction),
+            )
+            .route("/api/local/users", get(local::get_users));
+    }
+    r.with_state(h)
+}
+
+fn not_found(what: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": what})),
+    )
+        .into_response()
+}
+
+async fn run_json(State(h): State<Handle>, Path(id): Path<u64>) -> Response {
+    match (h.store.run(RunId(id)), h.store.events(RunId(id))) {
+        (Ok(Some(run)), Ok(events)) => {
+            Json(serde_json::json!({"run": run, "events": events})).into_response()
+        }
+        _ => not_found(format!("no run {id}")),
+    }
+}
+
+async fn run_page(State(h): State<Handle>, Path(id): Path<u64>) -> Response {
+    match (h.store.run(RunId(id)), h.store.events(RunId(id))) {
+        (Ok(Some(run)), Ok(events)) => {
+            let tz = h.cfg.bot.timezone;
+            let mut s = format!(
+                "{}\n\nstatus:\n{}\n\nevents:\n",
+                run.summary_line(tz),
+                run.status.join("\n")
+            );
+            for e in events {
+                s.push_str(&format!(
+                    "{} {} {}\n",
+                    e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+                    e.who.map(|w| w.0).unwrap_or_else(|| "greenlight".into()),
+                    e.what
+                ));
+            }
+            ([("content-type", "text/plain; charset=utf-8")], s).into_response()
+        }
+        _ => not_found(format!("no run {id}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(h): State<Handle>,
+    Path(env): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let env = EnvName::new(env);
+    if !h.cfg.environments.contains_key(&env) {
+        return not_found(format!(
+            "unknown environment \"{env}\" (known: {})",
+            h.cfg.env_names()
+        ));
+    }
+    match h.store.history(&env, q.limit.unwrap_or(usize::MAX)) {
+        Ok(runs) => Json(runs).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,318 @@
+//! sled: runs with their event logs, environment state, the run counter and the local
+//! channel's messages, in one tree with prefixed keys so that each change is one atomic batch,
+//! flushed before the bot acts on it.
+
+use crate::core::run::{EnvState, Event, Run};
+use crate::core::{EnvName, RunId};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A message of the local channel, as the JSON API shows it (plus the internal key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalMessage {
+    pub id: String,
+    pub channel: String,
+    pub user: String,
+    pub text: String,
+    pub thread_id: Option<String>,
+    pub ts: DateTime<Utc>,
+    pub visible_to: Option<String>,
+    pub reactions: Vec<Reaction>,
+    /// The core's message key (run threads, status messages); not part of the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub users: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    t: sled::Tree,
+}
+
+fn run_key(id: RunId) -> String {
+    format!("run/{:020}", id.0)
+}
+fn msg_key(id: u64) -> String {
+    format!("msg/{id:020}")
+}
+
+/// Everything one step changes, written as one batch.
+pub struct WriteSet<'a> {
+    store: &'a Store,
+    batch: sled::Batch,
+    msgs: BTreeMap<u64, LocalMessage>,
+    keys: BTreeMap<String, u64>,
+    pub new_messages: usize,
+}
+
+impl WriteSet<'_> {
+    pub fn put_run(&mut self, run: &Run) {
+        self.batch.insert(
+            run_key(run.id).as_bytes(),
+            serde_json::to_vec(run).expect("run json"),
+        );
+        let active = format!("active/{:020}", run.id.0);
+        if run.phase.is_terminal() {
+            self.batch.remove(active.as_bytes());
+        } else {
+            self.batch.insert(active.as_bytes(), &[]);
+        }
+        self.batch
+            .insert(format!("hist/{}/{:020}", run.env, run.id.0).as_bytes(), &[]);
+    }
+    pub fn put_env(&mut self, env: &EnvName, st: &EnvState) {
+        self.batch.insert(
+            format!("env/{env}").as_bytes(),
+            serde_json::to_vec(st).expect("env json"),
+        );
+    }
+    pub fn put_event(&mut self, ev: &Event) -> Result<()> {
+        let seq = self.store.db.generate_id()?;
+        self.batch.insert(
+            format!("ev/{:020}/{seq:020}", ev.run.0).as_bytes(),
+            serde_json::to_vec(ev).expect("event json"),
+        );
+        Ok(())
+    }
+    pub fn put_next_run(&mut self, n: u64) {
+        self.batch.insert("meta/next_run", &n.to_be_bytes());
+    }
+    pub fn message(&self, id: u64) -> Result<Option<LocalMessage>> {
+        if let Some(m) = self.msgs.get(&id) {
+            return Ok(Some(m.clone()));
+        }
+        self.store.message(id)
+    }
+    pub fn id_for_key(&self, key: &str) -> Result<Option<u64>> {
+        if let Some(id) = self.keys.get(key) {
+            return Ok(Some(*id));
+        }
+        self.store.id_for_key(key)
+    }
+    /// Adds a new local message; returns its id.
+    pub fn add_message(&mut self, mut m: LocalMessage) -> Result<u64> {
+        let id = self.store.db.generate_id()? + 1;
+        m.id = id.to_string();
+        if let Some(k) = &m.key {
+            self.keys.insert(k.clone(), id);
+        }
+        self.msgs.insert(id, m);
+        self.new_messages += 1;
+        Ok(id)
+    }
+    pub fn update_message(&mut self, id: u64, m: LocalMessage) {
+        self.msgs.insert(id, m);
+    }
+    pub fn commit(mut self) -> Result<()> {
+        for (id, m) in &self.msgs {
+            self.batch.insert(
+                msg_key(*id).as_bytes(),
+                serde_json::to_vec(m).expect("msg json"),
+            );
+        }
+        for (k, id) in &self.keys {
+            self.batch
+                .insert(format!("mkey/{k}").as_bytes(), &id.to_be_bytes());
+        }
+        self.store.t.apply_batch(self.batch)?;
+        self.store.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store; fails clearly when another process holds it.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .with_context(|| {
+                format!(
+                    "cannot open the store in {} (is another greenlight running with this data directory?)",
+                    dir.display()
+                )
+            })?;
+        let t = db.open_tree("greenlight")?;
+        Ok(Store { db, t })
+    }
+
+    pub fn begin(&self) -> WriteSet<'_> {
+        WriteSet {
+            store: self,
+            batch: sled::Batch::default(),
+            msgs: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            new_messages: 0,
+        }
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn next_run(&self) -> Result<u64> {
+        Ok(match self.t.get("meta/next_run")? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().expect("8 bytes")),
+            _ => 1,
+        })
+    }
+
+    pub fn run(&self, id: RunId) -> Result<Option<Run>> {
+        match self.t.get(run_key(id))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn active_runs(&self) -> Result<Vec<Run>> {
+        let mut out = Vec::new();
+        for kv in self.t.scan_prefix("active/") {
+            let (k, _) = kv?;
+            let id: u64 = std::str::from_utf8(&k[7..])?.parse()?;
+            if let Some(r) = self.run(RunId(id))? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn envs(&self) -> Result<BTreeMap<EnvName, EnvState>> {
+        let mut out = BTreeMap::new();
+        for kv in self.t.scan_prefix("env/") {
+            let (k, v) = kv?;
+            let name = std::str::from_utf8(&k[4..])?.to_string();
+            out.insert(EnvName::new(name), serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` runs of an environment, newest first.
+    pub fn history(&self, env: &EnvName, limit: usize) -> Result<Vec<Run>> {
+        let prefix = format!("hist/{env}/");
+        let mut out = Vec::new();
+        for kv in self.t.scan_prefix(prefix.as_bytes()).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let id: u64 = std::str::from_utf8(&k[prefix.len()..])?.parse()?;
+            if let Some(r) = self.run(RunId(id))? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn events(&self, id: RunId) -> Result<Vec<Event>> {
+        self.t
+            .scan_prefix(format!("ev/{:020}/", id.0).as_bytes())
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    pub fn message(&self, id: u64) -> Result<Option<LocalMessage>> {
+        match self.t.get(msg_key(id))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn id_for_key(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .t
+            .get(format!("mkey/{key}"))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Every local message in order.
+    pub fn messages(&self) -> Result<Vec<LocalMessage>> {
+        self.t
+            .scan_prefix("msg/")
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.t.scan_prefix("msg/").count()
+    }
+
+    /// Drops the oldest local messages beyond `keep`.
+    pub fn trim_messages(&self, keep: usize) -> Result<usize> {
+        let n = self.message_count();
+        if n <= keep {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        let mut dropped = 0;
+        for kv in self.t.scan_prefix("msg/").take(n - keep) {
+            let (k, v) = kv?;
+            if let Ok(m) = serde_json::from_slice::<LocalMessage>(&v) {
+                if let Some(key) = m.key {
+                    batch.remove(format!("mkey/{key}").as_bytes());
+                }
+            }
+            batch.remove(k);
+            dropped += 1;
+        }
+        self.t.apply_batch(batch)?;
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::run::Phase;
+
+    #[test]
+    fn messages_keys_and_next_run_survive_reopen() {
+        let dir = std::env::temp_dir().join(format!("gl-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let s = Store::open(&dir, 1 << 20).unwrap();
+            let mut w = s.begin();
+            let id = w
+                .add_message(LocalMessage {
+                    id: String::new(),
+                    channel: "deploys".into(),
+                    user: "greenlight".into(),
+                    text: "hi".into(),
+                    thread_id: None,
+                    ts: Utc::now(),
+                    visible_to: None,
+                    reactions: vec![],
+                    key: Some("run-1/checklist".into()),
+                })
+                .unwrap();
+            assert_eq!(w.id_for_key("run-1/checklist").unwrap(), Some(id));
+            w.put_next_run(7);
+            w.commit().unwrap();
+        }
+        let s = Store::open(&dir, 1 << 20).unwrap();
+        assert_eq!(s.next_run().unwrap(), 7);
+        let msgs = s.messages().unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            s.id_for_key("run-1/checklist").unwrap(),
+            Some(msgs[0].id.parse().unwrap())
+        );
+        assert!(s.active_runs().unwrap().is_empty());
+        assert_eq!(Phase::Succeeded.is_terminal(), true);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
