@@ -85,3 +85,6 @@ impl fmt::Display for Colour {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod engine_tests;

@@ -1740,12 +1740,9 @@ impl Engine {
             .map(|u| u.0.clone())
             .collect();
         let st = self.envs[&env].clone();
-        let (bad, back_to) = match run.kind {
-            RunKind::Deploy => (run.version.clone(), run.from_version.clone()),
-            RunKind::Rollback => (
-                run.from_version.clone().unwrap_or_default(),
-                Some(run.version.clone()),
-            ),
+        let bad = match run.kind {
+            RunKind::Deploy => run.version.clone(),
+            RunKind::Rollback => run.from_version.clone().unwrap_or_default(),
         };
         let now_live = match (st.live, st.live_version()) {
             (Some(c), Some(v)) => format!("traffic is on {c} ({v})"),

@@ -1,0 +1,141 @@
+//! Crash safety: the bot is SIGKILLed in the middle of runs and restarted on the same data;
+//! every run resumes or ends in a stated outcome, nothing is lost or posted twice.
+
+use crate::harness::*;
+use std::collections::BTreeSet;
+
+fn demo_pids(bot: &Bot) -> BTreeSet<i32> {
+    let dir = bot.dir.join("data").join("pids");
+    std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| {
+                std::fs::read_to_string(e.ok()?.path())
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not alive: check the state in /proc.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_the_checklist_and_monitoring_the_runs_resume() {
+    let (mut bot, _tmp) = Bot::start(&test_config("")).await;
+
+    // 1. Killed while the checklist is open: approvals are kept.
+    bot.say("alice", "/deploy v1.2.0 staging").await;
+    let (_, items) = bot.checklist_items(1).await;
+    bot.react("bob", &items[0], "white_check_mark").await;
+    bot.wait_for("item 1 approved", SHORT, |m| text(m).starts_with("✅ 1."))
+        .await;
+    bot.restart().await;
+    bot.wait_text(
+        "♻️ greenlight restarted: run 1's checklist is still open; approvals so far are kept.",
+        SHORT,
+    )
+    .await;
+    bot.react("bob", &items[1], "white_check_mark").await;
+    bot.wait_text("🚀 Deploying v1.2.0 to Staging...", SHORT)
+        .await;
+
+    // 2. Killed while monitoring: the switch is not repeated, monitoring resumes.
+    bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+        .await;
+    let before = demo_pids(&bot);
+    assert!(!before.is_empty());
+    bot.restart().await;
+    for pid in &before {
+        assert!(!alive(*pid), "demo app {pid} from before the crash is gone");
+    }
+    bot.wait_text(
+        "♻️ greenlight restarted: run 1 is monitoring v1.2.0 on blue; monitoring resumes.",
+        SHORT,
+    )
+    .await;
+    bot.wait_text("Run 1 stable", LONG).await;
+
+    // 3. Killed right after the deploy started, in whatever step it is: it still ends stated.
+    bot.say("bob", "/deploy v1.2.1 staging").await;
+    bot.approve_all(2, "carol").await;
+    bot.wait_text("🚀 Deploying v1.2.1 to Staging...", SHORT)
+        .await;
+    bot.restart().await;
+    bot.wait_text("♻️ greenlight restarted: run 2", SHORT).await;
+    bot.wait_text("Run 2 stable", LONG).await;
+
+    let msgs = bot.messages().await;
+    for needle in [
+        "🚀 Deploying v1.2.0 to Staging...",
+        "🚀 Deploying v1.2.1 to Staging...",
+        "📋 Pre-deployment checklist: v1.2.1",
+    ] {
+        assert_eq!(
+            count(&msgs, needle),
+            1,
+            "{needle} posted exactly once\n{}",
+            transcript(&msgs)
+        );
+    }
+    assert_eq!(
+        count(&msgs, "✅ Deployment successful. Monitoring."),
+        2,
+        "{}",
+        transcript(&msgs)
+    );
+    let (_, run) = bot.get_json("/api/runs/1").await;
+    assert_eq!(
+        run["run"]["switch_intents"], 1,
+        "the switch was carried out once"
+    );
+    let router = bot.router_url("staging").await;
+    let (_, body) = bot.get_text(&format!("{router}/version")).await;
+    assert!(
+        body.contains("v1.2.1") && body.contains("green"),
+        "live colour matches the store: {body}"
+    );
+
+    // history survives, read from the store with the bot stopped.
+    bot.kill();
+    let (code, out) = cli(
+        &[
+            "history",
+            "staging",
+            "--config",
+            bot.config.to_str().unwrap(),
+            "--data",
+            bot.dir.join("data").to_str().unwrap(),
+        ],
+        &bot.dir,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("run 2: v1.2.1 → staging by bob") && out.contains("succeeded"),
+        "{out}"
+    );
+    assert!(out.contains("run 1: v1.2.0 → staging by alice"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_cleanly_and_the_run_resumes() {
+    let (mut bot, _tmp) = Bot::start(&test_config("")).await;
+    bot.say("alice", "/deploy v1.2.0 staging").await;
+    bot.approve_all(1, "bob").await;
+    bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+        .await;
+    let (status, took) = bot.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took.as_secs() < 10, "{took:?}");
+    let b = Bot::start_in(&bot.dir.clone(), &[]).await;
+    b.wait_text("♻️ greenlight restarted: run 1", SHORT).await;
+    b.wait_text("Run 1 stable", LONG).await;
+}

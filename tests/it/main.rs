@@ -1,0 +1,9 @@
+//! Integration tests: the real binary, driven through the local channel API, with demo apps,
+//! sled on disk and real HTTP on 127.0.0.1. One test crate so heavy dependencies link once.
+
+mod cli;
+mod crash;
+mod freeze;
+mod harness;
+mod lifecycle;
+mod rollback;
