@@ -311,7 +311,7 @@ mod tests {
             Some(msgs[0].id.parse().unwrap())
         );
         assert!(s.active_runs().unwrap().is_empty());
-        assert_eq!(Phase::Succeeded.is_terminal(), true);
+        assert!(Phase::Succeeded.is_terminal());
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -227,11 +227,10 @@ fn error(status: u16, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({"error": message.into()}))).into_response()
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
-        let msg = msg.lines().next().unwrap_or("bad JSON").to_string();
-        error(400, format!("bad request: {msg}"))
+        format!("bad request: {}", msg.lines().next().unwrap_or("bad JSON"))
     })
 }
 
@@ -272,7 +271,7 @@ pub async fn get_users(State(h): State<Handle>) -> Response {
 pub async fn post_message(State(h): State<Handle>, body: Bytes) -> Response {
     let b: PostBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return error(400, m),
     };
     let (tx, rx) = oneshot::channel();
     let ev = AppEvent::LocalPost {
@@ -299,7 +298,7 @@ pub async fn remove_reaction(State(h): State<Handle>, body: Bytes) -> Response {
 async fn react(h: Handle, body: Bytes, add: bool) -> Response {
     let b: ReactionBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return error(400, m),
     };
     let (tx, rx) = oneshot::channel();
     let ev = AppEvent::LocalReaction {

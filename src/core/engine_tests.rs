@@ -1196,8 +1196,9 @@ fn why_not_and_dry_run_list_every_blocker_and_create_nothing() {
 
 #[test]
 fn freeze_at_request_time() {
-    // (when, who, force, accepted, reply fragments)
-    let rows: Vec<(DateTime<Utc>, &str, bool, bool, Vec<&str>)> = vec![
+    // (when, who, with --force, accepted, reply fragments)
+    type Row = (DateTime<Utc>, &'static str, bool, bool, Vec<&'static str>);
+    let rows: Vec<Row> = vec![
         (
             fri(17, 30),
             "alice",

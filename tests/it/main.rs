@@ -2,6 +2,7 @@
 //! sled on disk and real HTTP on 127.0.0.1. One test crate so heavy dependencies link once.
 
 mod cli;
+mod command_driver;
 mod crash;
 mod freeze;
 mod harness;

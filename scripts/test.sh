@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every check greenlight has, on a fresh Debian machine: installs what the tests need
+# (faketime, Chromium, HAProxy, Prometheus from Debian packages), then format, lint and tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v faketime >/dev/null || need+=(faketime)
+command -v chromium >/dev/null || need+=(chromium)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v prometheus >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Installing packages must not start their services on default ports.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
