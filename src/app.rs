@@ -18,6 +18,32 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+/// Fault injection for the crash tests: `GREENLIGHT_FAULT=before:switch` (or `after:<action>`,
+/// `persisted:<phase>`) makes the bot SIGKILL itself at that point, exactly as a crash would.
+fn fault(point: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let f = FAULT.get_or_init(|| std::env::var("GREENLIGHT_FAULT").ok());
+    if f.as_deref() == Some(point) {
+        tracing::warn!(point, "fault injection: killing myself");
+        // SAFETY: kill(2) on our own pid.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::DeployIdle { .. } => "deploy_idle",
+        Action::Verify { .. } => "verify",
+        Action::Baseline { .. } => "baseline",
+        Action::Switch { .. } => "switch",
+        Action::Sample { .. } => "sample",
+        Action::SwitchBack { .. } => "switch_back",
+        Action::Teardown { .. } => "teardown",
+    }
+}
+
 /// An error answered by the local API: status and one line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -486,6 +512,15 @@ impl App {
             self.messages = self.store.message_count();
         }
         // Written: now act.
+        for r in &ch.runs {
+            fault(&format!(
+                "persisted:{}",
+                serde_json::to_value(r.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ));
+        }
         for (at, t) in ch.timers {
             self.arm(at, t);
         }
@@ -546,6 +581,8 @@ impl App {
             return;
         };
         tracing::info!(env = %env_name, action = ?action, "action");
+        let name = action_name(&action);
+        fault(&format!("before:{name}"));
         tokio::spawn(async move {
             let env = &cfg.environments[&env_name];
             let (run, attempt, outcome) = match action {
@@ -645,6 +682,7 @@ impl App {
                     return;
                 }
             };
+            fault(&format!("after:{name}"));
             let _ = tx
                 .send(AppEvent::Done {
                     run,

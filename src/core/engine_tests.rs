@@ -2057,10 +2057,18 @@ fn then_tick(h: &mut H, id: RunId, ch: &Changes, now: DateTime<Utc>) {
     ));
 }
 
-fn then_failed(_: &mut H, id: RunId, ch: &Changes, _: DateTime<Utc>) {
-    assert_eq!(run_of(ch, id).phase, Phase::Failed);
+/// Traffic found on the old colour while monitoring: concluded like a rollback (alert, lock,
+/// the new colour torn down, `previous` cleared so a later /rollback does not redeploy the
+/// live version).
+fn then_concluded_as_rolled_back(_: &mut H, id: RunId, ch: &Changes, _: DateTime<Utc>) {
     assert_eq!(env_of(ch, &staging()).active_run, None);
-    assert_eq!(env_of(ch, &staging()).live, Some(Colour::Blue));
+    assert_eq!(env_of(ch, &staging()).previous, None);
+    assert_eq!(
+        run_of(ch, id).switch_back_intents,
+        0,
+        "nothing was switched"
+    );
+    rollback_completed(id, ch);
 }
 
 fn then_rollback_done(_: &mut H, id: RunId, ch: &Changes, _: DateTime<Utc>) {
@@ -2147,8 +2155,8 @@ fn restart_resumes_or_concludes_each_phase() {
         (
             Phase::Monitoring,
             Some(Colour::Blue),
-            "run 2: after a restart traffic is on blue instead of green; concluding the run as failed.",
-            then_failed,
+            "run 2: after a restart traffic is on blue instead of green; concluding the run as rolled back.",
+            then_concluded_as_rolled_back,
         ),
         (
             Phase::RollingBack,
@@ -2214,99 +2222,89 @@ fn kept_warm_teardown_is_armed_again_at_start() {
     assert!(h.e.startup_timers().is_empty());
 }
 
-mod probes {
-    use super::*;
+// ---- regressions found while reviewing the engine ----------------------------------------
 
-    /// A manual rollback resumed after its switch happened must leave env.previous as the
-    /// normal path does (None), not pointing at the version that is now live.
-    #[test]
-    fn probe1_resumed_manual_rollback_clears_previous() {
-        let mut h = H::demo();
-        h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
-        h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
-        let ch = h.cmd("bob", "/rollback staging", wed(11, 5));
-        let ch = h.drive(RunId(3), ch, wed(11, 6), Phase::Switching);
-        drop(ch);
-        let mut h = h.restart();
-        let ch = h.resume(RunId(3), Some(Colour::Blue), wed(11, 7));
-        assert_eq!(run_of(&ch, RunId(3)).phase, Phase::RolledBack);
-        assert_eq!(h.env(&staging()).previous, None, "normal path clears previous");
-    }
+#[test]
+fn a_resumed_manual_rollback_leaves_no_previous_version_behind() {
+    let mut h = H::demo();
+    h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
+    let ch = h.cmd("bob", "/rollback staging", wed(11, 5));
+    h.drive(RunId(3), ch, wed(11, 6), Phase::Switching);
+    let mut h = h.restart();
+    h.resume(RunId(3), Some(Colour::Blue), wed(11, 7));
+    let env = h.env(&staging());
+    assert_eq!(
+        env.previous, None,
+        "a second /rollback must not redeploy the live version"
+    );
+    assert_eq!(env.warm_until, None);
+    assert_eq!(env.live, Some(Colour::Blue));
+}
 
-    /// --force typed just before a freeze opens: the design says force passes freezes at the
-    /// later re-checks too.
-    #[test]
-    fn probe2_force_before_freeze_kept_for_rechecks() {
-        let mut h = H::demo();
-        h.cmd("alice", "/deploy v1.2.0 prod --force \"hotfix\"", fri(16, 55));
-        let ch = h.approve_all(RunId(1), "bob", fri(17, 5));
-        assert_eq!(run_of(&ch, RunId(1)).phase, Phase::DeployingIdle);
-    }
+#[test]
+fn a_skipped_kept_warm_teardown_is_rearmed_when_the_run_ends() {
+    let mut h = H::demo();
+    h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    let (_, end) = h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
+    let until = end + mins(10);
+    let id = h.request("alice", "v1.4.0", "staging", until - mins(1));
+    let ch = h.timer(Timer::Teardown(staging()), until);
+    assert!(ch.actions.is_empty(), "skipped while a run is active");
+    let ch = h.react(
+        "bob",
+        &message::checklist_key(id),
+        "x",
+        true,
+        until + mins(5),
+    );
+    assert_eq!(run_of(&ch, id).phase, Phase::Vetoed);
+    assert!(ch
+        .timers
+        .iter()
+        .any(|(_, t)| *t == Timer::Teardown(staging())));
+}
 
-    /// Teardown timer skipped while another run is active is never armed again.
-    #[test]
-    fn probe3_teardown_rearmed_after_blocking_run_ends() {
-        let mut h = H::demo();
-        h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
-        let (_, end) = h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
-        let until = end + mins(10);
-        let id = h.request("alice", "v1.4.0", "staging", until - mins(1));
-        let ch = h.timer(Timer::Teardown(staging()), until);
-        assert!(ch.actions.is_empty());
-        let ch = h.react("bob", &message::checklist_key(id), "x", true, until + mins(5));
-        assert_eq!(run_of(&ch, id).phase, Phase::Vetoed);
-        assert!(
-            ch.timers.iter().any(|(_, t)| matches!(t, Timer::Teardown(_))) ,
-            "warm colour never torn down: warm_until {:?}", h.env(&staging()).warm_until
-        );
-    }
+#[test]
+fn an_approval_after_the_expiry_does_not_start_the_deploy() {
+    let mut h = H::demo();
+    let id = h.request("alice", "v1.2.0", "staging", wed(10, 0));
+    h.approve("bob", id, 0, wed(10, 1));
+    let ch = h.approve("bob", id, 1, wed(14, 1));
+    assert_eq!(run_of(&ch, id).phase, Phase::Expired);
+    assert!(ch.actions.is_empty());
+    assert!(ch
+        .posts
+        .iter()
+        .any(|p| p.text.contains("the checklist of run 1 expired")));
+}
 
-    /// Resume of a switch that happened must clear warm_until like Switch ok does.
-    #[test]
-    fn probe4_resumed_switch_clears_warm_until() {
-        let mut h = H::demo();
-        h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
-        h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
-        assert!(h.env(&staging()).warm_until.is_some());
-        let id = h.request("alice", "v1.4.0", "staging", wed(11, 6));
-        let ch = h.approve_all(id, "bob", wed(11, 7));
-        h.drive(id, ch, wed(11, 8), Phase::Switching);
-        let mut h = h.restart();
-        h.resume(id, Some(Colour::Blue), wed(11, 9));
-        assert_eq!(h.run(id).phase, Phase::Monitoring);
-        assert_eq!(h.env(&staging()).warm_until, None, "stale warm_until kept");
-    }
-
-    /// An approval after checklist_expires (timer not yet delivered) still deploys.
-    #[test]
-    fn probe5_approval_after_expiry_time() {
-        let mut h = H::demo();
-        let id = h.request("alice", "v1.2.0", "staging", wed(10, 0));
-        h.approve("bob", id, 0, wed(10, 1));
-        let ch = h.approve("bob", id, 1, wed(14, 1));
-        assert_ne!(run_of(&ch, id).phase, Phase::DeployingIdle, "deployed after expiry");
-    }
-
-    /// Resume in monitoring with traffic on the old colour.
-    #[test]
-    fn probe6_monitoring_resume_wrong_colour() {
-        let (h, id, _, now) = H::second_deploy_in(Phase::Monitoring);
-        let mut h = h.restart();
-        let ch = h.resume(id, Some(Colour::Blue), now);
-        let env = h.env(&staging());
-        eprintln!("env after: {env:?}\nactions {:?}\nposts {:#?}", ch.actions, ch.posts);
-        assert_eq!(env.green, None, "env claims green still holds v1.3.0; not torn down");
-    }
-
-    /// Cancel of a manual rollback that was only verifying the warm colour.
-    #[test]
-    fn probe7_cancel_manual_rollback_tears_down_warm_colour() {
-        let mut h = H::demo();
-        h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
-        h.deploy_stable("bob", "alice", "v1.3.0", "staging", wed(11, 0));
-        h.cmd("bob", "/rollback staging", wed(11, 5));
-        let ch = h.cmd("bob", "/deploy cancel 3", wed(11, 6));
-        eprintln!("{:?} {:?}", ch.reply, ch.actions);
-        assert!(ch.actions.is_empty(), "warm colour torn down by cancelling a rollback");
-    }
+#[test]
+fn force_given_before_a_freeze_opens_passes_the_later_gates_and_is_announced() {
+    let mut h = H::demo();
+    let ch = h.cmd(
+        "alice",
+        "/deploy v1.2.0 prod --force \"hotfix\"",
+        fri(16, 55),
+    );
+    assert!(!ch.runs.is_empty(), "{:?}", ch.reply);
+    let id = ch.runs[0].id;
+    let ch = h.approve_all(id, "bob", fri(17, 5));
+    assert_eq!(run_of(&ch, id).phase, Phase::DeployingIdle);
+    let announced: Vec<_> = ch
+        .posts
+        .iter()
+        .filter(|p| p.room == Room::Announce)
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert!(
+        announced[0].text.contains("forced run 1")
+            && announced[0].text.contains("when the checklist completed")
+    );
+    // bob's --force is stored too, but does not pass: he is not break-glass.
+    let mut h = H::demo();
+    let ch = h.cmd("bob", "/deploy v1.2.0 prod --force \"hotfix\"", fri(16, 55));
+    let id = ch.runs[0].id;
+    let ch = h.approve_all(id, "alice", fri(17, 5));
+    assert_eq!(run_of(&ch, id).phase, Phase::Rejected);
 }

@@ -175,6 +175,9 @@ pub struct Run {
     pub status: Vec<String>,
     /// The stated end.
     pub outcome: Option<String>,
+    /// Freeze windows this run was forced past (break-glass), each announced once.
+    #[serde(default)]
+    pub forced: Vec<String>,
 }
 
 impl Run {
@@ -405,6 +408,13 @@ impl Engine {
                             st.active_run = None;
                             tx.touch_env(&env);
                         }
+                        // A kept-warm teardown skipped while this run was active is due again.
+                        if let Some(until) = st.warm_until {
+                            let t = Timer::Teardown(env.clone());
+                            if !tx.ch.timers.iter().any(|(_, x)| *x == t) {
+                                tx.ch.timers.push((until.max(tx.now), t));
+                            }
+                        }
                     }
                 }
             }
@@ -623,11 +633,11 @@ impl Engine {
             service: args.service.clone(),
             version: args.version.clone(),
             requester: user.clone(),
-            force: if forced_past.is_empty() {
-                None
-            } else {
-                args.force.clone()
-            },
+            force: args.force.clone(),
+            forced: forced_past
+                .iter()
+                .map(|w| w.describe(self.cfg.bot.timezone))
+                .collect(),
             reason: None,
             created: now,
             updated: now,
@@ -834,7 +844,11 @@ impl Engine {
                 run.phase.label()
             ));
         }
-        let deployed = run.phase != Phase::AwaitingChecklist;
+        // Only what this run deployed is torn down (a rollback verifying the warm colour keeps it).
+        let deployed = match run.kind {
+            RunKind::Deploy => run.phase != Phase::AwaitingChecklist,
+            RunKind::Rollback => run.phase == Phase::DeployingIdle,
+        };
         let (to, from, version) = (run.to, run.from, run.version.clone());
         let requester = run.requester.clone();
         tx.event(id, Some(user), "cancelled");
@@ -926,6 +940,7 @@ impl Engine {
             monitor: MonitorProgress::default(),
             status: Vec::new(),
             outcome: None,
+            forced: Vec::new(),
         };
         self.runs.insert(id, run);
         self.envs.get_mut(env).expect("env").active_run = Some(id);
@@ -998,6 +1013,17 @@ impl Engine {
         };
         if kind == Emoji::Other {
             return tx.ch;
+        }
+        // An approval that arrives after the expiry, before its timer fired, does not count.
+        if self.expire_if_due(&mut tx, id) {
+            if added {
+                let env = self.runs.get(&id).map(|r| r.env.clone());
+                if let Some(env) = env {
+                    tx.post(Post::top(&env, Room::Deploys, format!("{user}'s reaction does not count: the checklist of run {id} expired"))
+                        .in_thread(message::checklist_key(id)));
+                }
+            }
+            return self.finish(tx);
         }
         let Some(run) = self.runs.get_mut(&id) else {
             if added {
@@ -1086,28 +1112,7 @@ impl Engine {
         let mut tx = Tx::new(now);
         match timer {
             Timer::ChecklistExpiry(id) => {
-                if let Some(run) = self.runs.get(&id) {
-                    if run.phase == Phase::AwaitingChecklist && now >= run.checklist_expires {
-                        let (env, version, requester) =
-                            (run.env.clone(), run.version.clone(), run.requester.clone());
-                        let display = self.env_cfg(&env).display_name.clone();
-                        let exp = humantime::format_duration(self.env_cfg(&env).checklist_expiry);
-                        tx.event(id, None, "checklist expired");
-                        self.end(
-                            &mut tx,
-                            id,
-                            Phase::Expired,
-                            format!("checklist not completed within {exp}"),
-                        );
-                        tx.post(
-                            Post::top(&env, Room::Deploys, format!(
-                                "⌛ Run {id} expired: the checklist for {version} → {display} was not completed within {exp}. {}",
-                                requester.mention()
-                            ))
-                            .in_thread(message::checklist_key(id)),
-                        );
-                    }
-                }
+                self.expire_if_due(&mut tx, id);
             }
             Timer::MonitorTick(id, attempt) => {
                 if let Some(run) = self.runs.get(&id) {
@@ -1141,6 +1146,35 @@ impl Engine {
             }
         }
         self.finish(tx)
+    }
+
+    /// Ends a run whose checklist is still open past its expiry; true if it did.
+    fn expire_if_due(&mut self, tx: &mut Tx, id: RunId) -> bool {
+        let Some(run) = self.runs.get(&id) else {
+            return false;
+        };
+        if run.phase != Phase::AwaitingChecklist || tx.now < run.checklist_expires {
+            return false;
+        }
+        let (env, version, requester) =
+            (run.env.clone(), run.version.clone(), run.requester.clone());
+        let display = self.env_cfg(&env).display_name.clone();
+        let exp = humantime::format_duration(self.env_cfg(&env).checklist_expiry);
+        tx.event(id, None, "checklist expired");
+        self.end(
+            tx,
+            id,
+            Phase::Expired,
+            format!("checklist not completed within {exp}"),
+        );
+        tx.post(
+            Post::top(&env, Room::Deploys, format!(
+                "⌛ Run {id} expired: the checklist for {version} → {display} was not completed within {exp}. {}",
+                requester.mention()
+            ))
+            .in_thread(message::checklist_key(id)),
+        );
+        true
     }
 
     // ---- results of actions ------------------------------------------------------------
@@ -1231,26 +1265,9 @@ impl Engine {
                 self.pre_switch(&mut tx, id);
             }
             (Phase::Switching, Outcome::Switch(Ok(()))) => {
-                let run = self.runs.get_mut(&id).expect("run");
-                run.switched = true;
-                let (env, to, version, kind) =
-                    (run.env.clone(), run.to, run.version.clone(), run.kind);
-                let st = self.envs.get_mut(&env).expect("env");
-                if kind == RunKind::Deploy {
-                    st.previous = st.live_version().cloned();
-                } else {
-                    st.previous = None;
-                }
-                st.live = Some(to);
-                st.set_version(to, Some(version.clone()));
-                st.warm_until = None;
-                tx.touch_env(&env);
+                let to = run.to;
                 tx.event(id, None, format!("traffic switched to {to}"));
-                if kind == RunKind::Rollback {
-                    self.rollback_done(&mut tx, id);
-                } else {
-                    self.start_monitoring(&mut tx, id);
-                }
+                self.result_switch_done(&mut tx, id);
             }
             (Phase::Switching, Outcome::Switch(Err(why))) => {
                 self.fail_before_switch(&mut tx, id, format!("traffic switch failed: {why}"));
@@ -1273,7 +1290,7 @@ impl Engine {
                 let run = &self.runs[&id];
                 let (env, to) = (run.env.clone(), run.to);
                 let display = self.env_cfg(&env).display_name.clone();
-                let text = format!("⛔ Rollback of run {id} FAILED: {why}. Traffic may still be on {to}: a person must act now.");
+                let text = format!("⛔ Rollback of run {id} FAILED: {why}. Traffic may still be on {to}: a person must act now. {}", run.requester.mention());
                 tx.event(id, None, text.clone());
                 self.lock_env(
                     &mut tx,
@@ -1411,17 +1428,45 @@ impl Engine {
             tx.post(Post::top(&env, Room::Deploys, text).in_thread(message::checklist_key(id)));
             return;
         }
+        self.announce_forced(tx, id, passed, "when the checklist completed");
+        self.start_deploy(tx, id);
+    }
+
+    /// A freeze passed with break-glass `--force` at a later gate is audited and announced once.
+    fn announce_forced(
+        &mut self,
+        tx: &mut Tx,
+        id: RunId,
+        passed: Vec<super::freeze::Window>,
+        when: &str,
+    ) {
+        let tz = self.cfg.bot.timezone;
         for w in passed {
+            let d = w.describe(tz);
+            let run = self.runs.get_mut(&id).expect("run");
+            if run.forced.contains(&d) {
+                continue;
+            }
+            run.forced.push(d.clone());
+            let (env, version, requester, reason) = (
+                run.env.clone(),
+                run.version.clone(),
+                run.requester.clone(),
+                run.force.clone().unwrap_or_default(),
+            );
+            let display = self.env_cfg(&env).display_name.clone();
             tx.event(
                 id,
-                None,
-                format!(
-                    "freeze \"{}\" passed with break-glass force at checklist completion",
-                    w.name
-                ),
+                Some(&requester),
+                format!("forced past freeze \"{}\" {when}: {reason}", w.name),
             );
+            let text = format!(
+                "⚠️ Break-glass: {} forced run {id} ({version} → {display}) past freeze {d} {when}. Reason: {reason}",
+                requester.mention()
+            );
+            tx.post(Post::top(&env, Room::Deploys, text.clone()));
+            tx.post(Post::top(&env, Room::Announce, text));
         }
-        self.start_deploy(tx, id);
     }
 
     fn start_deploy(&mut self, tx: &mut Tx, id: RunId) {
@@ -1499,7 +1544,7 @@ impl Engine {
             run.kind,
         );
         if kind == RunKind::Deploy {
-            let (blocked, _) =
+            let (blocked, passed) =
                 policy::check_freeze(&self.cfg, &env, &requester, force.as_deref(), tx.now);
             if let Some(Blocker::Freeze { window, .. }) = blocked.first() {
                 let why = format!(
@@ -1509,6 +1554,7 @@ impl Engine {
                 self.fail_before_switch(tx, id, why);
                 return;
             }
+            self.announce_forced(tx, id, passed, "before the traffic switch");
         }
         let run = self.runs.get_mut(&id).expect("run");
         run.switch_intents += 1;
@@ -1884,8 +1930,6 @@ impl Engine {
                             run.to
                         ),
                     );
-                    let r = self.runs.get_mut(&id).expect("run");
-                    r.switched = true;
                     self.result_switch_done(&mut tx, id);
                 } else {
                     say(&mut tx, format!(
@@ -1921,6 +1965,8 @@ impl Engine {
                         Timer::MonitorTick(id, run.attempt),
                     ));
                 } else {
+                    // Traffic is not on the new colour: the deploy is over, and said so like a
+                    // rollback (alert, lock), since the new version was live for a while.
                     let why = format!(
                         "after a restart traffic is on {} instead of {}",
                         live_actual
@@ -1930,9 +1976,13 @@ impl Engine {
                     );
                     say(
                         &mut tx,
-                        format!("run {id}: {why}; concluding the run as failed."),
+                        format!("run {id}: {why}; concluding the run as rolled back."),
                     );
-                    self.end(&mut tx, id, Phase::Failed, why);
+                    let r = self.runs.get_mut(&id).expect("run");
+                    r.reason = Some(why);
+                    r.phase = Phase::RollingBack;
+                    tx.touch_run(id);
+                    self.rollback_done(&mut tx, id);
                 }
             }
             Phase::RollingBack => {
@@ -1967,17 +2017,20 @@ impl Engine {
         self.finish(tx)
     }
 
+    /// The switch happened: the environment's live colour, versions and previous version follow.
     fn result_switch_done(&mut self, tx: &mut Tx, id: RunId) {
-        let run = &self.runs[&id];
+        let run = self.runs.get_mut(&id).expect("run");
+        run.switched = true;
         let (env, to, version, kind) = (run.env.clone(), run.to, run.version.clone(), run.kind);
+        let from_version = run.from_version.clone();
         let st = self.envs.get_mut(&env).expect("env");
-        if st.version_on(to) != Some(&version) {
-            if kind == RunKind::Deploy {
-                st.previous = run.from_version.clone();
-            }
-            st.set_version(to, Some(version));
-        }
+        st.previous = match kind {
+            RunKind::Deploy => from_version,
+            RunKind::Rollback => None,
+        };
         st.live = Some(to);
+        st.set_version(to, Some(version));
+        st.warm_until = None;
         tx.touch_env(&env);
         if kind == RunKind::Rollback {
             self.rollback_done(tx, id);

@@ -10,13 +10,26 @@ struct DemoApp(Child, String);
 impl DemoApp {
     fn start(version: &str, colour: &str) -> DemoApp {
         let mut c = Command::new(BIN)
-            .args(["demo-app", "--listen", "127.0.0.1:0", "--version", version, "--colour", colour])
+            .args([
+                "demo-app",
+                "--listen",
+                "127.0.0.1:0",
+                "--version",
+                version,
+                "--colour",
+                colour,
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        DemoApp(c, line.trim().trim_start_matches("listening on ").to_string())
+        BufReader::new(c.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        DemoApp(
+            c,
+            line.trim().trim_start_matches("listening on ").to_string(),
+        )
     }
 }
 
@@ -91,22 +104,39 @@ async fn commands_get_arguments_never_a_shell_and_no_metrics_is_not_a_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let (rec, log) = recorder(tmp.path());
     let (blue, green) = (DemoApp::start("v0", "blue"), DemoApp::start("v0", "green"));
-    let cfg = config(&rec, &blue.1, &green.1, r#""deploy", "{version}", "{colour}", "{env}""#);
+    let cfg = config(
+        &rec,
+        &blue.1,
+        &green.1,
+        r#""deploy", "{version}", "{colour}", "{env}""#,
+    );
     let bot = start(&cfg, tmp.path()).await;
     bot.say("alice", "/deploy v2.0.0-rc.1+sha.5 api").await;
     bot.approve_all(1, "bob").await;
-    bot.wait_text("🚀 Deploying v2.0.0-rc.1+sha.5 to API...", SHORT).await;
-    bot.wait_text("✅ Deployment successful. Monitoring.", LONG).await;
+    bot.wait_text("🚀 Deploying v2.0.0-rc.1+sha.5 to API...", SHORT)
+        .await;
+    bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+        .await;
     // Nobody sends traffic to these apps: monitoring has no data, and that is never a pass.
     let end = bot.wait_text("was inconclusive", LONG).await;
     assert!(text(&end).contains("not marked stable"), "{}", text(&end));
     let (_, run) = bot.get_json("/api/runs/1").await;
     assert_eq!(run["run"]["phase"], "unverified");
     let msgs = bot.messages().await;
-    let st = msgs.iter().find(|m| text(m).starts_with("Run 1 status")).map(text).unwrap();
-    assert!(st.contains("inconclusive (only 0 requests in the window (minimum 5))"), "{st}");
+    let st = msgs
+        .iter()
+        .find(|m| text(m).starts_with("Run 1 status"))
+        .map(text)
+        .unwrap();
+    assert!(
+        st.contains("inconclusive (only 0 requests in the window (minimum 5))"),
+        "{st}"
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert!(calls.contains("[deploy][v2.0.0-rc.1+sha.5][blue][api]"), "{calls}");
+    assert!(
+        calls.contains("[deploy][v2.0.0-rc.1+sha.5][blue][api]"),
+        "{calls}"
+    );
     assert!(calls.contains("[switch][blue]"), "{calls}");
 }
 
@@ -119,15 +149,29 @@ async fn a_failing_command_shows_its_output_masked_and_truncated() {
     let bot = start(&cfg, tmp.path()).await;
     bot.say("alice", "/deploy v2.0.0 api").await;
     bot.approve_all(1, "bob").await;
-    let m = bot.wait_text("❌ Deployment failed. Reason: deploy to idle failed", LONG).await;
+    let m = bot
+        .wait_text("❌ Deployment failed. Reason: deploy to idle failed", LONG)
+        .await;
     let t = text(&m);
     assert!(t.contains("exited with status 3"), "{t}");
-    assert!(t.contains("boom: image not found"), "the end of the output explains the failure: {t}");
+    assert!(
+        t.contains("boom: image not found"),
+        "the end of the output explains the failure: {t}"
+    );
     assert!(t.contains("truncated"), "long output is truncated: {t}");
     assert!(!t.contains("s3cr3t-t0ken"), "secrets are masked: {t}");
-    assert!(t.ends_with("Live traffic was never switched: nothing was live before this deploy."), "{t}");
+    assert!(
+        t.ends_with("Live traffic was never switched: nothing was live before this deploy."),
+        "{t}"
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(!calls.contains("[switch]"), "no switch: {calls}");
-    assert!(calls.contains("[teardown][blue]"), "the idle colour is torn down: {calls}");
-    assert!(!bot.log().contains("s3cr3t-t0ken"), "secrets never reach the logs");
+    assert!(
+        calls.contains("[teardown][blue]"),
+        "the idle colour is torn down: {calls}"
+    );
+    assert!(
+        !bot.log().contains("s3cr3t-t0ken"),
+        "secrets never reach the logs"
+    );
 }

@@ -1,0 +1,502 @@
+//! Benchmarks of the running bot (release build), printed as a table: start-to-ready, idle RSS,
+//! `/deploy` acknowledgement latency at a fixed rate over 100 environments, `history` on a store
+//! of 100,000 runs, restart with 1,000 runs awaiting their checklist, and on the demo
+//! environment: failed requests through the router during a switch, and the time from a fault
+//! starting to traffic back on the old colour. Run with `cargo bench`.
+
+use greenlight::core::checklist::Checklist;
+use greenlight::core::run::{EnvState, MonitorProgress, Phase, Run, RunKind};
+use greenlight::core::{Colour, EnvName, RunId, UserId};
+use greenlight::store::Store;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_greenlight");
+
+fn envs_config(n: usize) -> String {
+    let mut s = String::from(
+        "[bot]\ntimezone = \"UTC\"\n[users.alice]\ngroups = [\"deployers\", \"reviewers\"]\n[users.bob]\ngroups = [\"deployers\", \"reviewers\"]\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "[environments.env{i}]\ndisplay_name = \"Env {i}\"\n[environments.env{i}.deploy]\ndriver = \"command\"\ndeploy_idle = [\"true\"]\nswitch = [\"true\"]\nblue_url = \"http://127.0.0.1:9\"\ngreen_url = \"http://127.0.0.1:9\"\n[[environments.env{i}.checklist]]\ntext = \"CI passed\"\ngroup = \"reviewers\"\n"
+        ));
+    }
+    s
+}
+
+struct Bot {
+    child: Child,
+    url: String,
+    ready: Duration,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Bot {
+    let t = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("g.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .env("GREENLIGHT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    Bot {
+        child,
+        url,
+        ready: t.elapsed(),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn post(client: &reqwest::Client, url: &str, user: &str, text: &str) -> u16 {
+    client
+        .post(format!("{url}/api/local/messages"))
+        .json(&serde_json::json!({"user": user, "text": text}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn ack_bench(rows: &mut Vec<(String, String, String)>) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("g.toml"), envs_config(100)).unwrap();
+    // Start-to-ready: the listening line, then a first command answered.
+    let bot = start(tmp.path());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let t = Instant::now();
+    assert_eq!(post(&client, &bot.url, "alice", "/deploy help").await, 201);
+    let first_cmd = t.elapsed();
+    rows.push((
+        "start -> ready (listening line; first command answered)".into(),
+        format!(
+            "{:.0} ms; +{:.1} ms",
+            bot.ready.as_secs_f64() * 1e3,
+            first_cmd.as_secs_f64() * 1e3
+        ),
+        "< 200 ms".into(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rows.push((
+        "idle RSS, 100 environments".into(),
+        format!("{:.1} MB", rss_kib(bot.child.id()) as f64 / 1024.0),
+        "< 20 MB".into(),
+    ));
+
+    // /deploy over 100 environments at 200/s, each followed 2.5 ms later by a cancel of the
+    // previous run there, so that every /deploy creates and writes a run.
+    let rate = 200u64;
+    let secs = 10u64;
+    let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fails = Arc::new(AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut handles = Vec::new();
+    for i in 0..rate * secs {
+        tick.tick().await;
+        let (c, u, lat, fails) = (client.clone(), bot.url.clone(), lat.clone(), fails.clone());
+        handles.push(tokio::spawn(async move {
+            let env = i % 100;
+            if i >= 100 {
+                // run numbers are 1-based and assigned in order of creation
+                let prev = i - 100 + 1;
+                if post(&c, &u, "bob", &format!("/deploy cancel {prev}")).await != 201 {
+                    fails.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let t = Instant::now();
+            let s = post(&c, &u, "alice", &format!("/deploy v1.0.{i} env{env}")).await;
+            lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1e3);
+            if s != 201 {
+                fails.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let mut v = lat.lock().unwrap().clone();
+    let (p50, p99, max) = (pct(&mut v, 0.5), pct(&mut v, 0.99), pct(&mut v, 1.0));
+    // How many runs were really created?
+    let (_, body) = {
+        let r = client
+            .get(format!("{}/api/runs/{}", bot.url, rate * secs))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status(),
+            r.json::<serde_json::Value>().await.unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        body["run"]["id"],
+        rate * secs,
+        "every /deploy created a run"
+    );
+    rows.push((
+        format!("/deploy acknowledged (run + checklist written and flushed), {rate}/s over 100 envs plus {rate}/s cancels, {} requests", rate * secs),
+        format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {} failed", fails.load(Ordering::Relaxed)),
+        "p99 < 10 ms at 200/s".into(),
+    ));
+    rows.push((
+        "RSS after the load".into(),
+        format!("{:.1} MB", rss_kib(bot.child.id()) as f64 / 1024.0),
+        "".into(),
+    ));
+}
+
+fn run(id: u64, env: &str, phase: Phase, now: chrono::DateTime<chrono::Utc>) -> Run {
+    Run {
+        id: RunId(id),
+        kind: RunKind::Deploy,
+        env: EnvName::new(env),
+        service: None,
+        version: format!("v1.0.{id}"),
+        requester: UserId::new("alice"),
+        force: None,
+        reason: None,
+        created: now,
+        updated: now,
+        ended: phase.is_terminal().then_some(now),
+        phase,
+        checklist: Checklist::new([("CI passed".to_string(), "reviewers".to_string(), 1)]),
+        checklist_expires: now + chrono::Duration::hours(4),
+        from: None,
+        from_version: None,
+        to: Colour::Blue,
+        attempt: 0,
+        baseline: None,
+        baseline_p99: None,
+        switch_intents: 0,
+        switched: false,
+        switch_back_intents: 0,
+        success_posted: false,
+        monitor: MonitorProgress::default(),
+        status: vec![],
+        outcome: phase.is_terminal().then(|| "succeeded".to_string()),
+        forced: vec![],
+    }
+}
+
+fn store_bench(rows: &mut Vec<(String, String, String)>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    {
+        let store = Store::open(&tmp.path().join("data"), 8 << 20).unwrap();
+        let t = Instant::now();
+        for chunk in (1..=100_000u64).collect::<Vec<_>>().chunks(1000) {
+            let mut ws = store.begin();
+            for &id in chunk {
+                ws.put_run(&run(id, &format!("env{}", id % 100), Phase::Succeeded, now));
+            }
+            ws.put_next_run(chunk[chunk.len() - 1] + 1);
+            ws.commit().unwrap();
+        }
+        let fill = t.elapsed();
+        let mut times = Vec::new();
+        for i in 0..50 {
+            let t = Instant::now();
+            let h = store
+                .history(&EnvName::new(format!("env{}", i % 100)), 20)
+                .unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(h.len(), 20);
+        }
+        let t = Instant::now();
+        let all = store.history(&EnvName::new("env7"), usize::MAX).unwrap();
+        let whole = t.elapsed();
+        assert_eq!(all.len(), 1000);
+        rows.push((
+            format!(
+                "history on a store of 100,000 runs (in process; filled in {:.1} s)",
+                fill.as_secs_f64()
+            ),
+            format!(
+                "last 20: p50 {:.2} ms, max {:.2} ms; all 1,000 of one env: {:.1} ms",
+                pct(&mut times, 0.5),
+                pct(&mut times, 1.0),
+                whole.as_secs_f64() * 1e3
+            ),
+            "< 50 ms".into(),
+        ));
+    }
+    // Restart with 1,000 runs awaiting their checklist.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("g.toml"), envs_config(1000)).unwrap();
+    {
+        let store = Store::open(&tmp.path().join("data"), 8 << 20).unwrap();
+        let mut ws = store.begin();
+        for id in 1..=1000u64 {
+            let env = format!("env{}", id - 1);
+            ws.put_run(&run(id, &env, Phase::AwaitingChecklist, now));
+            ws.put_env(
+                &EnvName::new(env),
+                &EnvState {
+                    active_run: Some(RunId(id)),
+                    ..Default::default()
+                },
+            );
+        }
+        ws.put_next_run(1001);
+        ws.commit().unwrap();
+    }
+    let bot = start(tmp.path());
+    rows.push((
+        "restart resuming 1,000 runs awaiting their checklist (each says so in its thread)".into(),
+        format!("{:.0} ms to listening", bot.ready.as_secs_f64() * 1e3),
+        "< 2 s".into(),
+    ));
+}
+
+fn demo_config() -> String {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/greenlight.toml"),
+    )
+    .unwrap();
+    base.replace("port = 8181", "port = 0")
+        .replace("port = 8182", "port = 0")
+        .replace(
+            "duration = \"20s\"\ninterval = \"4s\"",
+            "duration = \"6s\"\ninterval = \"2s\"",
+        )
+}
+
+async fn wait_text(
+    client: &reqwest::Client,
+    url: &str,
+    needle: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let msgs: Vec<serde_json::Value> = client
+            .get(format!("{url}/api/local/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(m) = msgs
+            .iter()
+            .find(|m| m["text"].as_str().unwrap_or("").contains(needle))
+        {
+            return m.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {needle}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn approve_run(client: &reqwest::Client, url: &str, run: u64, user: &str) {
+    let parent = wait_text(
+        client,
+        url,
+        &format!("(run {run})"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let msgs: Vec<serde_json::Value> = client
+        .get(format!("{url}/api/local/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for m in msgs
+        .iter()
+        .filter(|m| m["thread_id"] == parent["id"] && m["text"].as_str().unwrap().starts_with('⬜'))
+    {
+        client
+            .post(format!("{url}/api/local/reactions"))
+            .json(&serde_json::json!({"user": user, "message_id": m["id"], "emoji": "white_check_mark"}))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn demo_bench(rows: &mut Vec<(String, String, String)>) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("g.toml"), demo_config()).unwrap();
+    let bot = start(tmp.path());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    post(&client, &bot.url, "alice", "/deploy v1.2.0 staging").await;
+    approve_run(&client, &bot.url, 1, "bob").await;
+    wait_text(&client, &bot.url, "Run 1 stable", Duration::from_secs(60)).await;
+    let id = post_id(&client, &bot.url, "carol", "/deploy status staging").await;
+    let status = wait_after(&client, &bot.url, &id).await;
+    let router = status
+        .split("traffic at ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // Load through the router during a healthy switch (blue -> green).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (c, r, stop, ok, failed) = (
+            client.clone(),
+            router.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                match c.get(format!("{r}/version")).send().await {
+                    Ok(resp) if resp.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    post(&client, &bot.url, "alice", "/deploy v1.2.1 staging").await;
+    approve_run(&client, &bot.url, 2, "bob").await;
+    wait_text(&client, &bot.url, "Run 2 stable", Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    rows.push((
+        "requests through the demo router across a switch (200/s, whole run)".into(),
+        format!(
+            "{} ok, {} failed",
+            ok.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed)
+        ),
+        "0 failed".into(),
+    ));
+
+    // Fault -> traffic back on the old colour.
+    post(&client, &bot.url, "bob", "/deploy v1.3.0-faulty staging").await;
+    approve_run(&client, &bot.url, 3, "alice").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut fault_start = None;
+    let back;
+    loop {
+        let r = client.get(format!("{router}/version")).send().await;
+        let colour = r.ok().and_then(|r| {
+            r.headers()
+                .get("x-greenlight-colour")
+                .map(|v| v.to_str().unwrap().to_string())
+        });
+        match (fault_start, colour.as_deref()) {
+            (None, Some("blue")) => fault_start = Some(Instant::now()),
+            (Some(t), Some("green")) => {
+                back = t.elapsed();
+                break;
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no rollback");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rows.push((
+        "fault starts (faulty version live) -> traffic back on the old colour, interval 2 s".into(),
+        format!("{:.2} s", back.as_secs_f64()),
+        "< interval + 1 s = 3 s".into(),
+    ));
+}
+
+async fn post_id(client: &reqwest::Client, url: &str, user: &str, text: &str) -> u64 {
+    let r: serde_json::Value = client
+        .post(format!("{url}/api/local/messages"))
+        .json(&serde_json::json!({"user": user, "text": text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn wait_after(client: &reqwest::Client, url: &str, id: &u64) -> String {
+    loop {
+        let msgs: Vec<serde_json::Value> = client
+            .get(format!("{url}/api/local/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(m) = msgs.iter().find(|m| {
+            m["user"] == "greenlight" && m["id"].as_str().unwrap().parse::<u64>().unwrap() > *id
+        }) {
+            return m["text"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    let want = |s: &str| only.as_deref().is_none_or(|o| s.contains(o));
+    if want("ack") {
+        rt.block_on(ack_bench(&mut rows));
+    }
+    if want("store") {
+        store_bench(&mut rows);
+    }
+    if want("demo") {
+        rt.block_on(demo_bench(&mut rows));
+    }
+    println!("\n| what | measured | target |\n|---|---|---|");
+    for (w, m, t) in rows {
+        println!("| {w} | {m} | {t} |");
+    }
+}
