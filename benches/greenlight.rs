@@ -149,26 +149,19 @@ async fn ack_bench(rows: &mut Vec<(String, String, String)>) {
     }
     let mut v = lat.lock().unwrap().clone();
     let (p50, p99, max) = (pct(&mut v, 0.5), pct(&mut v, 0.99), pct(&mut v, 1.0));
-    // How many runs were really created?
-    let (_, body) = {
+    // How many runs were really created (each deploy must have found its env free)?
+    let mut created = 0;
+    for e in 0..100 {
         let r = client
-            .get(format!("{}/api/runs/{}", bot.url, rate * secs))
+            .get(format!("{}/api/history/env{e}", bot.url))
             .send()
             .await
             .unwrap();
-        (
-            r.status(),
-            r.json::<serde_json::Value>().await.unwrap_or_default(),
-        )
-    };
-    assert_eq!(
-        body["run"]["id"],
-        rate * secs,
-        "every /deploy created a run"
-    );
+        created += r.json::<Vec<serde_json::Value>>().await.unwrap().len();
+    }
     rows.push((
         format!("/deploy acknowledged (run + checklist written and flushed), {rate}/s over 100 envs plus {rate}/s cancels, {} requests", rate * secs),
-        format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms, {} failed", fails.load(Ordering::Relaxed)),
+        format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms; {created} runs created, {} non-201", fails.load(Ordering::Relaxed)),
         "p99 < 10 ms at 200/s".into(),
     ));
     rows.push((

@@ -139,3 +139,142 @@ async fn sigterm_exits_cleanly_and_the_run_resumes() {
     b.wait_text("♻️ greenlight restarted: run 1", SHORT).await;
     b.wait_text("Run 1 stable", LONG).await;
 }
+
+/// Waits until the bot process has died by itself (a fault injection point fired).
+async fn wait_dead(bot: &mut Bot) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !bot.exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fault point never fired\n{}",
+            bot.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// One row of the crash matrix: SIGKILL at `point`, restart, and check the run ends in a
+/// safe, stated outcome with the live colour matching the store and no message lost or doubled.
+async fn crash_at(point: &str, faulty: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("greenlight.toml"), test_config("")).unwrap();
+    let mut bot = Bot::start_with(tmp.path(), &[], &[("GREENLIGHT_FAULT", point)]).await;
+    let (run, version) = if faulty {
+        bot.say("alice", "/deploy v1.2.0 staging").await;
+        bot.approve_all(1, "bob").await;
+        bot.wait_text("Run 1 stable", LONG).await;
+        bot.say("bob", "/deploy v1.3.0-faulty staging").await;
+        bot.approve_all(2, "carol").await;
+        (2, "v1.3.0-faulty")
+    } else {
+        bot.say("alice", "/deploy v1.2.0 staging").await;
+        if point != "persisted:awaiting_checklist" {
+            bot.approve_all(1, "bob").await;
+        }
+        (1, "v1.2.0")
+    };
+    wait_dead(&mut bot).await;
+    let before = demo_pids(&bot);
+    bot.restart().await;
+    for pid in &before {
+        assert!(
+            !alive(*pid),
+            "{point}: demo app {pid} from before the crash is gone"
+        );
+    }
+    bot.wait_text(&format!("♻️ greenlight restarted: run {run}"), SHORT)
+        .await;
+    if point == "persisted:awaiting_checklist" {
+        bot.approve_all(1, "bob").await;
+    }
+    let end = if faulty {
+        format!("Run {run} rolled back")
+    } else {
+        format!("Run {run} stable")
+    };
+    bot.wait_text(&end, LONG).await;
+
+    let msgs = bot.messages().await;
+    let t = transcript(&msgs);
+    assert_eq!(
+        count(&msgs, &format!("🚀 Deploying {version} to Staging...")),
+        1,
+        "{point}\n{t}"
+    );
+    assert_eq!(
+        count(&msgs, &format!("📋 Pre-deployment checklist: {version}")),
+        1,
+        "{point}\n{t}"
+    );
+    assert_eq!(count(&msgs, "♻️ greenlight restarted"), 1, "{point}\n{t}");
+    assert_eq!(
+        count(&msgs, "✅ Deployment successful. Monitoring."),
+        1 + faulty as usize,
+        "{point}\n{t}"
+    );
+    if faulty {
+        assert_eq!(
+            count(&msgs, "❌ Deployment failed. Rolling back."),
+            1,
+            "{point}\n{t}"
+        );
+        assert_eq!(
+            msgs.iter().filter(|m| m["channel"] == "incidents").count(),
+            1,
+            "{point}\n{t}"
+        );
+    }
+    // Each switch intent was carried out at most once.
+    let (_, r) = bot.get_json(&format!("/api/runs/{run}")).await;
+    assert!(
+        r["run"]["switch_intents"].as_u64().unwrap() <= 2,
+        "{point}: {r}"
+    );
+    assert!(
+        r["run"]["switch_back_intents"].as_u64().unwrap() <= 2,
+        "{point}: {r}"
+    );
+    // The live colour matches the store.
+    let id = bot.say("carol", "/deploy status staging").await;
+    let status = text(&bot.answer_to(&id).await);
+    let live = if status.contains("live on blue") {
+        "blue"
+    } else {
+        "green"
+    };
+    let want = if faulty { "v1.2.0" } else { version };
+    assert!(
+        status.contains(&format!("{want} live on {live}")),
+        "{point}: {status}"
+    );
+    let router = bot.router_url("staging").await;
+    let resp = reqwest::Client::new()
+        .get(format!("{router}/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-greenlight-colour"], live, "{point}");
+    assert!(resp.text().await.unwrap().contains(want), "{point}");
+}
+
+macro_rules! crash_matrix {
+    ($($name:ident: $point:expr, $faulty:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            crash_at($point, $faulty).await;
+        }
+    )*};
+}
+
+crash_matrix! {
+    crash_after_the_request: "persisted:awaiting_checklist", false;
+    crash_before_deploy_to_idle: "before:deploy_idle", false;
+    crash_during_deploy_to_idle: "after:deploy_idle", false;
+    crash_during_verification: "before:verify", false;
+    crash_after_verification: "after:verify", false;
+    crash_right_before_the_switch: "before:switch", false;
+    crash_right_after_the_switch: "after:switch", false;
+    crash_during_monitoring: "before:sample", false;
+    crash_during_a_rollback_before_switching_back: "before:switch_back", true;
+    crash_during_a_rollback_after_switching_back: "after:switch_back", true;
+}

@@ -118,6 +118,11 @@ impl Bot {
     /// Starts (or restarts) the bot on the data in `dir`; `prefix` runs it under another
     /// program (faketime).
     pub async fn start_in(dir: &Path, prefix: &[&str]) -> Bot {
+        Bot::start_with(dir, prefix, &[]).await
+    }
+
+    /// Like `start_in`, with extra environment variables (for example a fault injection point).
+    pub async fn start_with(dir: &Path, prefix: &[&str], envs: &[(&str, &str)]) -> Bot {
         let config = dir.join("greenlight.toml");
         let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         argv.push(BIN.to_string());
@@ -128,6 +133,7 @@ impl Bot {
             .arg("--data")
             .arg(dir.join("data"))
             .env("GREENLIGHT_LOG", "info,greenlight=debug")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(
@@ -177,10 +183,18 @@ impl Bot {
         std::fs::read_to_string(self.dir.join("bot.log")).unwrap_or_default()
     }
 
+    /// Has the bot process exited (for example killed by a fault injection point)?
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().expect("wait").is_some(),
+            None => true,
+        }
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill");
+            let _ = c.kill();
             c.wait().expect("wait");
         }
     }
