@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v faketime >/dev/null || need+=(faketime)
 command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then

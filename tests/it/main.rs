@@ -7,4 +7,5 @@ mod crash;
 mod freeze;
 mod harness;
 mod lifecycle;
+mod page;
 mod rollback;
