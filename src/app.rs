@@ -11,6 +11,7 @@ use crate::core::{Colour, EnvName, RunId, UserId};
 use crate::deploy::Driver;
 use crate::metrics::scrape::{self, Scraper, Snapshot};
 use crate::store::{LocalMessage, Store};
+use crate::telemetry::{EnvLabels, OutcomeLabels, Telemetry};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,7 @@ pub struct App {
     snapshots: Arc<Mutex<HashMap<RunId, Snapshot>>>,
     traffic: HashMap<EnvName, tokio::task::JoinHandle<()>>,
     messages: usize,
+    telemetry: Telemetry,
 }
 
 /// A handle the HTTP server uses to talk to the loop and read the store.
@@ -113,6 +115,7 @@ pub struct Handle {
     pub tx: mpsc::Sender<AppEvent>,
     pub store: Store,
     pub cfg: Arc<Config>,
+    pub telemetry: Telemetry,
 }
 
 impl App {
@@ -120,6 +123,7 @@ impl App {
     pub async fn start(
         cfg: Arc<Config>,
         link_base: String,
+        telemetry: Telemetry,
     ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
         let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
         let mut engine = Engine::new(cfg.clone(), link_base);
@@ -142,6 +146,7 @@ impl App {
             snapshots: Arc::new(Mutex::new(HashMap::new())),
             traffic: HashMap::new(),
             messages: store.message_count(),
+            telemetry: telemetry.clone(),
         };
         let now = Utc::now();
         for (name, env) in &cfg.environments {
@@ -177,7 +182,13 @@ impl App {
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
         }
-        let handle = Handle { tx, store, cfg };
+        app.telemetry.active_runs.set(app.engine.runs.len() as i64);
+        let handle = Handle {
+            tx,
+            store,
+            cfg,
+            telemetry,
+        };
         Ok((app, handle, rx))
     }
 
@@ -377,10 +388,9 @@ impl App {
                     self.apply(ch, Some(&origin))?;
                 }
             }
-            tracing::debug!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "command handled"
-            );
+            self.telemetry
+                .ack_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         Ok(id.to_string())
     }
@@ -512,6 +522,28 @@ impl App {
             self.messages = self.store.message_count();
         }
         // Written: now act.
+        for r in &ch.runs {
+            if r.phase.is_terminal() {
+                self.telemetry
+                    .runs
+                    .get_or_create(&OutcomeLabels {
+                        env: r.env.0.clone(),
+                        outcome: r.phase.label().replace(' ', "_"),
+                    })
+                    .inc();
+                if r.phase == Phase::RolledBack {
+                    self.telemetry
+                        .rollbacks
+                        .get_or_create(&EnvLabels {
+                            env: r.env.0.clone(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        self.telemetry
+            .active_runs
+            .set(self.engine.runs.len() as i64);
         for r in &ch.runs {
             fault(&format!(
                 "persisted:{}",

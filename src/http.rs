@@ -14,6 +14,8 @@ use serde::Deserialize;
 pub fn router(h: Handle, local_channel: bool) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/runs/{id}", get(run_json))
         .route("/runs/{id}", get(run_page))
         .route("/api/history/{env}", get(history));
@@ -31,6 +33,43 @@ pub fn router(h: Handle, local_channel: bool) -> Router {
             .route("/api/local/users", get(local::get_users));
     }
     r.with_state(h)
+}
+
+/// Ready when the store answers and every configured platform is connected.
+async fn readyz(State(h): State<Handle>) -> Response {
+    let mut problems = Vec::new();
+    if let Err(e) = h.store.next_run() {
+        problems.push(format!("store: {e}"));
+    }
+    let text = h.telemetry.encode();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("greenlight_platform_connected{"))
+    {
+        if line.ends_with(" 0") {
+            problems.push(format!("not connected: {line}"));
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(h): State<Handle>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        h.telemetry.encode(),
+    )
+        .into_response()
 }
 
 fn not_found(what: String) -> Response {

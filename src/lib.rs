@@ -8,4 +8,5 @@ pub mod deploy;
 pub mod http;
 pub mod metrics;
 pub mod store;
+pub mod telemetry;
 pub mod verify;

@@ -46,6 +46,12 @@ enum Cmd {
         #[arg(long, env = "GREENLIGHT_LISTEN")]
         listen: Option<String>,
     },
+    /// Exit 0 when the running bot answers its health check (for container HEALTHCHECKs).
+    Healthcheck {
+        /// Base URL of the bot; default http:// + GREENLIGHT_LISTEN or 127.0.0.1:8080.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Serve the bundled demo app (used by the `local` driver).
     DemoApp {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -94,6 +100,7 @@ fn main() {
         } => runtime(1)
             .block_on(demo_app(listen, version, colour))
             .map(|_| 0),
+        Cmd::Healthcheck { url } => healthcheck(url),
         Cmd::History {
             env,
             limit,
@@ -125,6 +132,42 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+fn healthcheck(url: Option<String>) -> Result<i32> {
+    let base = url.unwrap_or_else(|| {
+        let listen = std::env::var("GREENLIGHT_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        // A wildcard listen address is reached on loopback.
+        let listen = listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{listen}")
+    });
+    let ok = runtime(1).block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
+        anyhow::Ok(
+            client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await?
+                .status()
+                .is_success(),
+        )
+    });
+    match ok {
+        Ok(true) => Ok(0),
+        Ok(false) => {
+            eprintln!("greenlight: {base}/healthz is not healthy");
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("greenlight: {base}/healthz: {e:#}");
+            Ok(1)
+        }
+    }
 }
 
 fn check_config(file: Option<PathBuf>) -> Result<i32> {
@@ -249,7 +292,16 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let cfg = Arc::new(cfg);
-    let (app, handle, rx) = greenlight::app::App::start(cfg.clone(), link_base).await?;
+    let telemetry = greenlight::telemetry::Telemetry::new();
+    if local {
+        telemetry
+            .connected
+            .get_or_create(&greenlight::telemetry::PlatformLabels {
+                platform: "local".into(),
+            })
+            .set(1);
+    }
+    let (app, handle, rx) = greenlight::app::App::start(cfg.clone(), link_base, telemetry).await?;
     let router = greenlight::http::router(handle, local);
     println!("listening on http://{addr}");
     use std::io::Write;

@@ -1,2 +1,3 @@
 //! Metrics providers: measure a colour's error rate and latency.
+pub mod prometheus;
 pub mod scrape;

@@ -84,7 +84,7 @@ fn recorder(dir: &std::path::Path) -> (String, std::path::PathBuf) {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\" >> {log}; done\necho >> {log}\nif [ \"$1\" = fail ]; then echo \"connecting with token $DEPLOY_TOKEN\"; i=0; while [ $i -lt 300 ]; do echo \"noise line $i\"; i=$((i+1)); done; echo 'boom: image not found' >&2; exit 3; fi\n",
+            "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\" >> {log}; done\necho >> {log}\nif [ \"$1\" = fail ]; then echo \"connecting with token $DEPLOY_TOKEN\"; i=0; while [ $i -lt 300 ]; do echo \"noise line $i\"; i=$((i+1)); done; echo 'warning: retrying' >&2; echo 'boom: image not found'; exit 3; fi\n",
             log = log.display()
         ),
     )

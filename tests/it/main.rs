@@ -4,6 +4,7 @@
 mod cli;
 mod command_driver;
 mod crash;
+mod deploy_files;
 mod freeze;
 mod harness;
 mod lifecycle;

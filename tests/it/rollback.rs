@@ -57,6 +57,15 @@ async fn a_faulty_version_is_rolled_back_with_the_measured_error_rate() {
     assert_eq!(run["run"]["phase"], "rolled_back");
     assert_eq!(run["run"]["switch_intents"], 1);
     assert_eq!(run["run"]["switch_back_intents"], 1);
+    let (_, m) = bot.get_text(&format!("{}/metrics", bot.url)).await;
+    assert!(
+        m.contains("greenlight_rollbacks_total{env=\"staging\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("greenlight_runs_total{env=\"staging\",outcome=\"rolled_back\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
