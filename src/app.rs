@@ -614,6 +614,12 @@ impl App {
         };
         tracing::info!(env = %env_name, action = ?action, "action");
         let name = action_name(&action);
+        let run_version = match &action {
+            Action::Verify { run, .. } | Action::Sample { run, .. } => {
+                self.engine.runs.get(run).map(|r| r.version.clone())
+            }
+            _ => None,
+        };
         fault(&format!("before:{name}"));
         tokio::spawn(async move {
             let env = &cfg.environments[&env_name];
@@ -637,7 +643,9 @@ impl App {
                 } => (
                     run,
                     attempt,
-                    Outcome::Verify(verify(&http, &driver, env, colour).await),
+                    Outcome::Verify(
+                        verify(&http, &driver, env, colour, run_version.as_deref()).await,
+                    ),
                 ),
                 Action::Baseline {
                     run,
@@ -692,7 +700,10 @@ impl App {
                         snapshots.lock().expect("snapshots").insert(run, snap);
                     }
                     let smoke = if env.smoke.iter().any(|s| s.critical) {
-                        Some(critical_path(&http, &driver, env, colour).await)
+                        Some(
+                            critical_path(&http, &driver, env, colour, run_version.as_deref())
+                                .await,
+                        )
                     } else {
                         None
                     };
@@ -707,7 +718,7 @@ impl App {
                 } => (
                     run,
                     attempt,
-                    Outcome::SwitchBack(driver.switch(to, Some(from)).await),
+                    Outcome::SwitchBack(driver.switch_back(to, from).await),
                 ),
                 Action::Teardown { colour, .. } => {
                     driver.teardown(colour).await;
@@ -726,12 +737,28 @@ impl App {
     }
 }
 
+/// Values smoke steps can use: the configured ones plus `{version}`, `{colour}`, `{env}`.
+fn smoke_vars(
+    env: &crate::config::EnvConfig,
+    colour: Colour,
+    version: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut v = env.smoke_vars.clone();
+    v.insert("colour".into(), colour.to_string());
+    v.insert("env".into(), env.name.0.clone());
+    if let Some(ver) = version {
+        v.insert("version".into(), ver.to_string());
+    }
+    v
+}
+
 /// Health check polling, then every smoke step, against one colour.
 async fn verify(
     http: &reqwest::Client,
     driver: &Driver,
     env: &crate::config::EnvConfig,
     colour: Colour,
+    version: Option<&str>,
 ) -> Result<String, String> {
     let Some(url) = driver.url(colour) else {
         return Err(format!("{colour} has no address to check"));
@@ -748,7 +775,7 @@ async fn verify(
         http,
         &url,
         &env.smoke,
-        &env.smoke_vars,
+        &smoke_vars(env, colour, version),
         Duration::from_secs(10),
         &env.secrets,
     )
@@ -775,6 +802,7 @@ async fn critical_path(
     driver: &Driver,
     env: &crate::config::EnvConfig,
     colour: Colour,
+    version: Option<&str>,
 ) -> Result<(), String> {
     let Some(url) = driver.url(colour) else {
         return Err(format!("{colour} is not running"));
@@ -789,7 +817,7 @@ async fn critical_path(
         http,
         &url,
         &env.smoke[..last],
-        &env.smoke_vars,
+        &smoke_vars(env, colour, version),
         Duration::from_secs(5),
         &env.secrets,
     )
@@ -807,11 +835,22 @@ async fn sample(
     prev: Option<Snapshot>,
     window: Duration,
 ) -> (Sample, Option<Snapshot>) {
-    let MetricsConfig::Scrape { path } = &env.metrics else {
-        return (
-            Sample::Unavailable("no metrics provider is configured".into()),
-            None,
-        );
+    let path = match &env.metrics {
+        MetricsConfig::Scrape { path } => path,
+        MetricsConfig::Prometheus(pc) => {
+            // PromQL rates over the configured window: no deltas to keep.
+            let s = match crate::metrics::prometheus::Prometheus::new(pc.clone()) {
+                Ok(p) => p.sample(colour.as_str(), &env.name.0).await,
+                Err(e) => Sample::Unavailable(format!("prometheus: {e}")),
+            };
+            return (s, None);
+        }
+        MetricsConfig::None => {
+            return (
+                Sample::Unavailable("no metrics provider is configured".into()),
+                None,
+            )
+        }
     };
     let Some(url) = driver.url(colour) else {
         return (

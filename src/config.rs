@@ -125,8 +125,28 @@ pub struct MonitorConfig {
 pub enum MetricsConfig {
     /// Scrape the colour's own `/metrics` (path relative to its URL).
     Scrape { path: String },
+    /// PromQL over a Prometheus server, templated with colour and environment.
+    Prometheus(crate::metrics::prometheus::PrometheusConfig),
     /// No metrics provider: monitoring can only be inconclusive on metrics.
     None,
+}
+
+/// How traffic is sent to a colour.
+#[derive(Debug, Clone)]
+pub enum TrafficConfig {
+    /// The local driver's own router.
+    LocalRouter,
+    /// argv templates: `switch` (and `rollback` to switch back, else `switch` again).
+    Command {
+        switch: Vec<Vec<String>>,
+        rollback: Option<Vec<Vec<String>>>,
+    },
+    /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
+    Haproxy {
+        socket: String,
+        backend: String,
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -139,9 +159,9 @@ pub enum DeployConfig {
 
 #[derive(Debug, Clone)]
 pub struct CommandDriverConfig {
-    pub deploy_idle: Vec<String>,
-    pub switch: Vec<String>,
-    pub teardown: Option<Vec<String>>,
+    /// One or more argv templates run in order.
+    pub deploy_idle: Vec<Vec<String>>,
+    pub teardown: Option<Vec<Vec<String>>>,
     pub timeout: Duration,
     /// Extra environment for the commands; values may be `${NAME}` references (secrets).
     pub env: BTreeMap<String, String>,
@@ -160,6 +180,7 @@ pub struct EnvConfig {
     pub services: Vec<String>,
     pub checklist: Vec<ChecklistItemConfig>,
     pub deploy: DeployConfig,
+    pub traffic: TrafficConfig,
     pub health: HealthConfig,
     pub smoke: Vec<SmokeStep>,
     /// Values available to smoke steps as `{name}` (secrets resolved from the environment).
@@ -284,6 +305,7 @@ struct RawEnv {
     #[serde(default)]
     checklist: Vec<RawItem>,
     deploy: Option<Spanned<RawDeploy>>,
+    traffic: Option<Spanned<RawTraffic>>,
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
@@ -304,6 +326,7 @@ struct RawItem {
     approvals: Option<u32>,
 }
 
+#[allow(clippy::large_enum_variant)] // parsed once at start
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, tag = "driver", rename_all = "lowercase")]
 enum RawDeploy {
@@ -312,14 +335,49 @@ enum RawDeploy {
         port: u16,
     },
     Command {
-        deploy_idle: Vec<String>,
-        switch: Vec<String>,
-        teardown: Option<Vec<String>>,
+        deploy_idle: Steps,
+        switch: Option<Steps>,
+        rollback: Option<Steps>,
+        teardown: Option<Steps>,
         timeout: Option<String>,
         #[serde(default)]
         env: BTreeMap<String, String>,
         blue_url: String,
         green_url: String,
+    },
+}
+
+/// argv templates run in order.
+type ArgvSteps = Vec<Vec<String>>;
+
+/// One argv (`["kubectl", "apply", ...]`) or several run in order (`[[...], [...]]`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum Steps {
+    One(Vec<String>),
+    Many(Vec<Vec<String>>),
+}
+
+impl Steps {
+    fn into_vec(self) -> Vec<Vec<String>> {
+        match self {
+            Steps::One(v) => vec![v],
+            Steps::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "driver", rename_all = "lowercase")]
+enum RawTraffic {
+    Command {
+        switch: Steps,
+        rollback: Option<Steps>,
+    },
+    Haproxy {
+        socket: String,
+        backend: String,
+        timeout: Option<String>,
     },
 }
 
@@ -348,6 +406,12 @@ struct RawMonitor {
 struct RawMetrics {
     provider: Option<Spanned<String>>,
     path: Option<String>,
+    url: Option<String>,
+    error_rate_query: Option<String>,
+    latency_query: Option<String>,
+    requests_query: Option<String>,
+    window: Option<String>,
+    timeout: Option<String>,
 }
 
 // ---- parsing ----------------------------------------------------------------------------
@@ -612,36 +676,52 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         };
         let deploy_span = deploy_raw.span();
         let mut secrets = Vec::new();
+        let mut command_switch: Option<(ArgvSteps, Option<ArgvSteps>)> = None;
         let deploy = match deploy_raw.into_inner() {
             RawDeploy::Local { port } => DeployConfig::Local { port },
             RawDeploy::Command {
                 deploy_idle,
                 switch,
+                rollback,
                 teardown,
                 timeout,
                 env,
                 blue_url,
                 green_url,
             } => {
-                for (what, argv) in [("deploy_idle", &deploy_idle), ("switch", &switch)] {
-                    if argv.is_empty() {
-                        return cx.err(
-                            deploy_span,
-                            format!("environment \"{name}\": deploy.{what} must name a program"),
-                        );
+                let deploy_idle = deploy_idle.into_vec();
+                let teardown = teardown.map(Steps::into_vec);
+                let switch = switch.map(Steps::into_vec);
+                let rollback = rollback.map(Steps::into_vec);
+                let all = [
+                    ("deploy_idle", Some(&deploy_idle)),
+                    ("switch", switch.as_ref()),
+                    ("rollback", rollback.as_ref()),
+                    ("teardown", teardown.as_ref()),
+                ];
+                for (what, steps) in all {
+                    if let Some(steps) = steps {
+                        if steps.is_empty()
+                            || steps
+                                .iter()
+                                .any(|argv| argv.is_empty() || argv[0].trim().is_empty())
+                        {
+                            return cx.err(deploy_span, format!("environment \"{name}\": deploy.{what} must name a program in every step"));
+                        }
                     }
+                }
+                if let Some(sw) = switch {
+                    command_switch = Some((sw, rollback));
                 }
                 let timeout = match timeout {
                     Some(t) => match humantime::parse_duration(&t) {
                         Ok(d) if !d.is_zero() => d,
-                        _ => {
-                            return cx.err(
-                                deploy_span,
-                                format!(
+                        _ => return cx.err(
+                            deploy_span,
+                            format!(
                                 "environment \"{name}\": deploy.timeout \"{t}\" is not a duration"
                             ),
-                            )
-                        }
+                        ),
                     },
                     None => Duration::from_secs(600),
                 };
@@ -661,7 +741,6 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 }
                 DeployConfig::Command(CommandDriverConfig {
                     deploy_idle,
-                    switch,
                     teardown,
                     timeout,
                     env: resolved,
@@ -670,6 +749,76 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 })
             }
         };
+        let traffic = match (&deploy, e.traffic, command_switch) {
+            (DeployConfig::Local { .. }, None, _) => TrafficConfig::LocalRouter,
+            (DeployConfig::Local { .. }, Some(t), _) => {
+                return cx.err(t.span(), format!("environment \"{name}\": the local driver has its own router; remove [environments.{name}.traffic]"))
+            }
+            (DeployConfig::Command(_), Some(t), sw) => {
+                let span = t.span();
+                if sw.is_some() {
+                    return cx.err(span, format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
+                }
+                match t.into_inner() {
+                    RawTraffic::Command { switch, rollback } => {
+                        let switch = switch.into_vec();
+                        if switch.is_empty() || switch.iter().any(|a| a.is_empty()) {
+                            return cx.err(span, format!("environment \"{name}\": traffic.switch must name a program in every step"));
+                        }
+                        TrafficConfig::Command { switch, rollback: rollback.map(Steps::into_vec) }
+                    }
+                    RawTraffic::Haproxy { socket, backend, timeout } => {
+                        let timeout = match timeout {
+                            Some(t) => match humantime::parse_duration(&t) {
+                                Ok(d) if !d.is_zero() => d,
+                                _ => return cx.err(span, format!("environment \"{name}\": traffic.timeout \"{t}\" is not a duration")),
+                            },
+                            None => Duration::from_secs(10),
+                        };
+                        if socket.trim().is_empty() || backend.trim().is_empty() {
+                            return cx.err(span, format!("environment \"{name}\": traffic.socket and traffic.backend are required for haproxy"));
+                        }
+                        TrafficConfig::Haproxy { socket, backend, timeout }
+                    }
+                }
+            }
+            (DeployConfig::Command(_), None, Some((switch, rollback))) => TrafficConfig::Command { switch, rollback },
+            (DeployConfig::Command(_), None, None) => {
+                return cx.err(
+                    deploy_span,
+                    format!("environment \"{name}\" has no way to switch traffic: add deploy.switch or an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"),
+                )
+            }
+        };
+        // Every placeholder in a command template must be one the driver fills in.
+        {
+            let vars: BTreeMap<String, String> =
+                ["env", "colour", "color", "other", "from", "version"]
+                    .iter()
+                    .map(|k| (k.to_string(), "x".to_string()))
+                    .collect();
+            let mut templates: Vec<(&str, &Vec<String>)> = Vec::new();
+            if let DeployConfig::Command(c) = &deploy {
+                templates.extend(c.deploy_idle.iter().map(|a| ("deploy.deploy_idle", a)));
+                if let Some(t) = &c.teardown {
+                    templates.extend(t.iter().map(|a| ("deploy.teardown", a)));
+                }
+            }
+            if let TrafficConfig::Command { switch, rollback } = &traffic {
+                templates.extend(switch.iter().map(|a| ("switch", a)));
+                if let Some(r) = rollback {
+                    templates.extend(r.iter().map(|a| ("rollback", a)));
+                }
+            }
+            for (what, argv) in templates {
+                if let Err(m) = crate::deploy::command::render_argv(argv, &vars) {
+                    return cx.err(
+                        deploy_span.clone(),
+                        format!("environment \"{name}\": {what}: {m} (known: {{version}}, {{colour}}, {{other}}, {{from}}, {{env}})"),
+                    );
+                }
+            }
+        }
         let mut smoke_vars = BTreeMap::new();
         for (k, v) in e.smoke_vars {
             let span = v.span();
@@ -739,21 +888,34 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 format!("environment \"{name}\": monitor.interval is longer than monitor.duration"),
             );
         }
-        let metrics = match e
-            .metrics
-            .provider
-            .as_ref()
-            .map(|p| (p.span(), p.get_ref().as_str()))
-        {
+        let metrics = match e.metrics.provider.as_ref().map(|p| (p.span(), p.get_ref().as_str())) {
             None | Some((_, "scrape")) => MetricsConfig::Scrape {
                 path: e.metrics.path.unwrap_or_else(|| "/metrics".into()),
             },
             Some((_, "none")) => MetricsConfig::None,
+            Some((span, "prometheus")) => {
+                let m = e.metrics;
+                let Some(url) = m.url else {
+                    return cx.err(span, format!("environment \"{name}\": metrics.url is required for provider \"prometheus\""));
+                };
+                // The provider's own defaults, from its serde defaults.
+                let d: crate::metrics::prometheus::PrometheusConfig =
+                    serde_json::from_value(serde_json::json!({ "url": url })).expect("defaults");
+                let pc = crate::metrics::prometheus::PrometheusConfig {
+                    error_rate_query: m.error_rate_query.unwrap_or(d.error_rate_query.clone()),
+                    latency_query: m.latency_query.unwrap_or(d.latency_query.clone()),
+                    requests_query: m.requests_query.unwrap_or(d.requests_query.clone()),
+                    window: m.window.unwrap_or(d.window.clone()),
+                    timeout: m.timeout.unwrap_or(d.timeout.clone()),
+                    url: d.url,
+                };
+                if let Err(why) = crate::metrics::prometheus::Prometheus::new(pc.clone()) {
+                    return cx.err(span, format!("environment \"{name}\": {why}"));
+                }
+                MetricsConfig::Prometheus(pc)
+            }
             Some((span, other)) => {
-                return cx.err(
-                    span,
-                    format!("metrics.provider must be \"scrape\" or \"none\", not \"{other}\""),
-                )
+                return cx.err(span, format!("metrics.provider must be \"scrape\", \"prometheus\" or \"none\", not \"{other}\""))
             }
         };
         let checklist_expiry = cx.opt_duration(
@@ -780,6 +942,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 services: e.services,
                 checklist,
                 deploy,
+                traffic,
                 health,
                 smoke: e.smoke,
                 smoke_vars,

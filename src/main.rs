@@ -172,10 +172,40 @@ fn healthcheck(url: Option<String>) -> Result<i32> {
 
 fn check_config(file: Option<PathBuf>) -> Result<i32> {
     let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    match config::load(&path) {
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("{}: cannot read: {e}", path.display());
+            return Ok(1);
+        }
+    };
+    // Secrets missing from this shell are reported, not fatal: the file itself is valid, and
+    // `greenlight run` refuses to start without them.
+    let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let lookup = |name: &str| {
+        const PLATFORM_TOKENS: [&str; 4] = [
+            "SLACK_BOT_TOKEN",
+            "SLACK_APP_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "DISCORD_TOKEN",
+        ];
+        if PLATFORM_TOKENS.contains(&name) {
+            return std::env::var(name).ok();
+        }
+        std::env::var(name).ok().or_else(|| {
+            missing.borrow_mut().insert(name.to_string());
+            Some(format!("<{name}>"))
+        })
+    };
+    match config::parse(&text, &lookup) {
         Ok(c) => {
             for w in &c.warnings {
                 println!("warning: {w}");
+            }
+            for name in missing.borrow().iter() {
+                println!(
+                    "warning: {name} is not set in this environment: `greenlight run` needs it"
+                );
             }
             println!(
                 "{}: ok ({} environments, {} users, {} freeze windows)",

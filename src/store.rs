@@ -32,6 +32,28 @@ pub struct Reaction {
     pub users: Vec<String>,
 }
 
+/// A chat message written in the same batch as the state change and delivered to a remote
+/// platform later (at least once, in order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub platform: String,
+    /// The platform's channel id.
+    pub channel: String,
+    pub text: String,
+    /// The core's key of this message (edits and threads refer to it).
+    pub key: Option<String>,
+    /// Key of the thread parent.
+    pub thread_key: Option<String>,
+    /// Replace the message with the same key if it was delivered.
+    pub edit: bool,
+    /// Carry Approve / Veto buttons (a checklist item).
+    pub buttons: bool,
+    /// Answer through a command's response URL instead of posting.
+    pub respond_url: Option<String>,
+    /// Only the given platform user sees it.
+    pub ephemeral_to: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -51,7 +73,9 @@ pub struct WriteSet<'a> {
     batch: sled::Batch,
     msgs: BTreeMap<u64, LocalMessage>,
     keys: BTreeMap<String, u64>,
+    idem: Vec<String>,
     pub new_messages: usize,
+    pub outboxed: usize,
 }
 
 impl WriteSet<'_> {
@@ -112,6 +136,27 @@ impl WriteSet<'_> {
     pub fn update_message(&mut self, id: u64, m: LocalMessage) {
         self.msgs.insert(id, m);
     }
+    /// Queues a message for a remote platform.
+    pub fn push_outbox(&mut self, e: &OutboxEntry) -> Result<()> {
+        let seq = self.store.db.generate_id()?;
+        self.batch.insert(
+            format!("outbox/{}/{seq:020}", e.platform).as_bytes(),
+            serde_json::to_vec(e).expect("outbox json"),
+        );
+        self.outboxed += 1;
+        Ok(())
+    }
+    /// Records a platform event id; false if it was seen before (a redelivery).
+    pub fn first_time(&mut self, platform: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let k = format!("idem/{platform}/{id}");
+        if self.store.t.contains_key(k.as_bytes())? || self.idem.contains(&k) {
+            return Ok(false);
+        }
+        self.batch
+            .insert(k.as_bytes(), now.timestamp().to_be_bytes().as_slice());
+        self.idem.push(k);
+        Ok(true)
+    }
     pub fn commit(mut self) -> Result<()> {
         for (id, m) in &self.msgs {
             self.batch.insert(
@@ -155,7 +200,9 @@ impl Store {
             batch: sled::Batch::default(),
             msgs: BTreeMap::new(),
             keys: BTreeMap::new(),
+            idem: Vec::new(),
             new_messages: 0,
+            outboxed: 0,
         }
     }
 
@@ -248,6 +295,96 @@ impl Store {
 
     pub fn message_count(&self) -> usize {
         self.t.scan_prefix("msg/").count()
+    }
+
+    /// The oldest undelivered message of a platform, with its store key.
+    pub fn outbox_first(&self, platform: &str) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
+        match self
+            .t
+            .scan_prefix(format!("outbox/{platform}/").as_bytes())
+            .next()
+        {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some((k.to_vec(), serde_json::from_slice(&v)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn outbox_len(&self, platform: &str) -> usize {
+        self.t
+            .scan_prefix(format!("outbox/{platform}/").as_bytes())
+            .count()
+    }
+
+    /// A message was delivered: drop it from the outbox and remember where it went, in one batch.
+    pub fn delivered(
+        &self,
+        outbox_key: &[u8],
+        platform: &str,
+        key: Option<&str>,
+        channel: &str,
+        id: Option<&str>,
+    ) -> Result<()> {
+        let mut b = sled::Batch::default();
+        b.remove(outbox_key);
+        if let (Some(k), Some(id)) = (key, id) {
+            b.insert(
+                format!("pref/{platform}/{k}").as_bytes(),
+                format!("{channel} {id}").as_bytes(),
+            );
+            b.insert(
+                format!("prev/{platform}/{channel}/{id}").as_bytes(),
+                k.as_bytes(),
+            );
+        }
+        self.t.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Where a keyed message went on a platform: (channel, message id).
+    pub fn platform_ref(&self, platform: &str, key: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .t
+            .get(format!("pref/{platform}/{key}").as_bytes())?
+            .and_then(|v| {
+                let s = String::from_utf8_lossy(&v).to_string();
+                s.split_once(' ')
+                    .map(|(c, i)| (c.to_string(), i.to_string()))
+            }))
+    }
+
+    /// The core's key of a platform message, for reactions.
+    pub fn key_of(&self, platform: &str, channel: &str, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .t
+            .get(format!("prev/{platform}/{channel}/{id}").as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    /// Was this platform event id handled already?
+    pub fn seen(&self, platform: &str, id: &str) -> Result<bool> {
+        Ok(self
+            .t
+            .contains_key(format!("idem/{platform}/{id}").as_bytes())?)
+    }
+
+    /// Forgets platform event ids older than `before` (redeliveries come within minutes).
+    pub fn prune_idempotency(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut b = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.t.scan_prefix("idem/") {
+            let (k, v) = kv?;
+            let at = v.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(0);
+            if at < before.timestamp() {
+                b.remove(k);
+                n += 1;
+            }
+        }
+        self.t.apply_batch(b)?;
+        Ok(n)
     }
 
     /// Drops the oldest local messages beyond `keep`.

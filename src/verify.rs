@@ -201,6 +201,7 @@ fn check_step(
     step: &SmokeStep,
     status: u16,
     body: &str,
+    vars: &BTreeMap<String, String>,
     captured: &mut Vec<(String, String)>,
 ) -> Result<(), String> {
     if status != step.expect_status {
@@ -211,6 +212,9 @@ fn check_step(
         return Err(reason);
     }
     if let Some(needle) = &step.expect_body_contains {
+        // The expectation may use variables too (`"version": "{version}"`).
+        let needle = crate::deploy::command::render_template(needle, vars)
+            .map_err(|e| format!("expect_body_contains: {e}"))?;
         if !body.contains(needle.as_str()) {
             return Err(format!(
                 "response body does not contain {needle:?}; body: {}",
@@ -258,7 +262,9 @@ pub async fn run_smoke(
         let started = Instant::now();
         let mut captured = Vec::new();
         let result = match execute_step(client, base_url, step, &vars, per_step_timeout).await {
-            Ok((status, body)) => check_step(step, status, &body, &mut captured).map(|()| status),
+            Ok((status, body)) => {
+                check_step(step, status, &body, &vars, &mut captured).map(|()| status)
+            }
             Err(e) => Err(e),
         };
         let millis = started.elapsed().as_millis() as u64;

@@ -1,2 +1,3 @@
 //! Chat adapters: each converts platform events to core inputs and core messages to platform calls.
 pub mod local;
+pub mod slack;

@@ -178,6 +178,13 @@ pub struct Run {
     /// Freeze windows this run was forced past (break-glass), each announced once.
     #[serde(default)]
     pub forced: Vec<String>,
+    /// The platform the command came from: the run's thread lives there.
+    #[serde(default = "local_origin")]
+    pub origin: String,
+}
+
+fn local_origin() -> String {
+    "local".to_string()
 }
 
 impl Run {
@@ -336,6 +343,9 @@ fn to_std(d: std::time::Duration) -> chrono::Duration {
 /// Builder of `Changes` that remembers which runs and environments were touched.
 struct Tx {
     ch: Changes,
+    origin: String,
+    /// Refusals of a reaction go to the reacting user only (a button click) instead of the thread.
+    private_refusals: bool,
     runs: Vec<RunId>,
     envs: Vec<EnvName>,
     now: DateTime<Utc>,
@@ -345,6 +355,8 @@ impl Tx {
     fn new(now: DateTime<Utc>) -> Tx {
         Tx {
             ch: Changes::default(),
+            origin: local_origin(),
+            private_refusals: false,
             runs: Vec::new(),
             envs: Vec::new(),
             now,
@@ -441,7 +453,19 @@ impl Engine {
 
     /// Handles a parsed command from `user`. History is answered by the shell (it reads the store).
     pub fn command(&mut self, user: &UserId, cmd: Command, now: DateTime<Utc>) -> Changes {
+        self.command_from(user, cmd, "local", now)
+    }
+
+    /// Like `command`, for a command that came from `origin` (a platform name).
+    pub fn command_from(
+        &mut self,
+        user: &UserId,
+        cmd: Command,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Changes {
         let mut tx = Tx::new(now);
+        tx.origin = origin.to_string();
         let usage = cmd.usage();
         if let Some(env) = cmd.env() {
             if !self.cfg.environments.contains_key(env) {
@@ -658,6 +682,7 @@ impl Engine {
             monitor: MonitorProgress::default(),
             status: Vec::new(),
             outcome: None,
+            origin: tx.origin.clone(),
         };
         self.runs.insert(id, run);
         self.envs.get_mut(&args.env).expect("env").active_run = Some(id);
@@ -940,6 +965,7 @@ impl Engine {
             monitor: MonitorProgress::default(),
             status: Vec::new(),
             outcome: None,
+            origin: tx.origin.clone(),
             forced: Vec::new(),
         };
         self.runs.insert(id, run);
@@ -1004,7 +1030,40 @@ impl Engine {
         added: bool,
         now: DateTime<Utc>,
     ) -> Changes {
+        self.reaction_in(Tx::new(now), user, key, emoji, added)
+    }
+
+    /// An Approve / Veto button click: counts exactly like the reaction; a click that does not
+    /// count is answered to the clicking user only (`Changes.reply`, private).
+    pub fn click(
+        &mut self,
+        user: &UserId,
+        key: &str,
+        approve: bool,
+        now: DateTime<Utc>,
+    ) -> Changes {
         let mut tx = Tx::new(now);
+        tx.private_refusals = true;
+        let emoji = if approve { "white_check_mark" } else { "x" };
+        self.reaction_in(tx, user, key, emoji, true)
+    }
+
+    fn refuse(&self, tx: &mut Tx, env: &EnvName, id: RunId, why: String) {
+        if tx.private_refusals {
+            tx.ch.reply = Some(Reply::private(why));
+        } else {
+            tx.post(Post::top(env, Room::Deploys, why).in_thread(message::checklist_key(id)));
+        }
+    }
+
+    fn reaction_in(
+        &mut self,
+        mut tx: Tx,
+        user: &UserId,
+        key: &str,
+        emoji: &str,
+        added: bool,
+    ) -> Changes {
         let kind = checklist::classify(emoji);
         let (id, target) = match message::parse_key(key) {
             Some(message::KeyRef::Checklist(id)) => (id, Target::Parent),
@@ -1019,8 +1078,10 @@ impl Engine {
             if added {
                 let env = self.runs.get(&id).map(|r| r.env.clone());
                 if let Some(env) = env {
-                    tx.post(Post::top(&env, Room::Deploys, format!("{user}'s reaction does not count: the checklist of run {id} expired"))
-                        .in_thread(message::checklist_key(id)));
+                    let why = format!(
+                        "{user}'s reaction does not count: the checklist of run {id} expired"
+                    );
+                    self.refuse(&mut tx, &env, id, why);
                 }
             }
             return self.finish(tx);
@@ -1041,7 +1102,7 @@ impl Engine {
                     "{user}'s reaction does not count: the checklist of run {id} is closed (the run is {})",
                     run.phase.label()
                 );
-                tx.post(Post::top(&env, Room::Deploys, text).in_thread(message::checklist_key(id)));
+                self.refuse(&mut tx, &env, id, text);
             }
             return tx.ch;
         }
@@ -1055,7 +1116,7 @@ impl Engine {
             checklist::Outcome::Ignored => {}
             checklist::Outcome::NotCounted(why) => {
                 tx.event(id, Some(user), format!("reaction not counted: {why}"));
-                tx.post(Post::top(&env, Room::Deploys, why).in_thread(message::checklist_key(id)));
+                self.refuse(&mut tx, &env, id, why);
             }
             checklist::Outcome::Withdrawn { item } => {
                 let line = run.checklist.item_line(item);

@@ -1,8 +1,11 @@
-//! Deploy drivers: put a version on a colour and send traffic to a colour.
+//! Deploy drivers: put a version on a colour (deploy step) and send traffic to a colour
+//! (traffic step). An environment combines one of each: `local` (demo apps + router), or
+//! `command` deploys with a `command` or `haproxy` traffic step.
 pub mod command;
+pub mod haproxy;
 pub mod local;
 
-use crate::config::{CommandDriverConfig, DeployConfig, EnvConfig};
+use crate::config::{CommandDriverConfig, DeployConfig, EnvConfig, TrafficConfig};
 use crate::core::{Colour, EnvName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,15 +16,35 @@ const MAX_OUTPUT: usize = 1500;
 /// One environment's driver, shared with the IO tasks.
 #[derive(Clone)]
 pub enum Driver {
+    /// The demo apps and their router: deploy and traffic in one.
     Local(Arc<local::LocalDriver>),
-    Command(Arc<CommandDriver>),
+    /// Commands put versions on colours; `traffic` sends traffic.
+    Command(Arc<CommandDriver>, Traffic),
+}
+
+/// The traffic step of a `command` deploy.
+#[derive(Clone)]
+pub enum Traffic {
+    Command(
+        Arc<CommandRunner>,
+        Vec<Vec<String>>,
+        Option<Vec<Vec<String>>>,
+        Arc<std::sync::Mutex<Option<Colour>>>,
+    ),
+    Haproxy(Arc<haproxy::HaproxyDriver>),
 }
 
 pub struct CommandDriver {
-    pub env: EnvName,
+    pub runner: Arc<CommandRunner>,
     pub cfg: CommandDriverConfig,
+}
+
+/// Runs argv templates for one environment (with its secrets and timeout).
+pub struct CommandRunner {
+    pub env: EnvName,
+    pub vars_env: BTreeMap<String, String>,
+    pub timeout: std::time::Duration,
     pub secrets: Vec<String>,
-    live: std::sync::Mutex<Option<Colour>>,
 }
 
 impl Driver {
@@ -31,12 +54,45 @@ impl Driver {
             DeployConfig::Local { port } => {
                 Driver::Local(local::LocalDriver::start(env.name.clone(), *port, data_dir).await?)
             }
-            DeployConfig::Command(c) => Driver::Command(Arc::new(CommandDriver {
-                env: env.name.clone(),
-                cfg: c.clone(),
-                secrets: env.secrets.clone(),
-                live: std::sync::Mutex::new(None),
-            })),
+            DeployConfig::Command(c) => {
+                let runner = Arc::new(CommandRunner {
+                    env: env.name.clone(),
+                    vars_env: c.env.clone(),
+                    timeout: c.timeout,
+                    secrets: env.secrets.clone(),
+                });
+                let traffic = match &env.traffic {
+                    TrafficConfig::Haproxy {
+                        socket,
+                        backend,
+                        timeout,
+                    } => {
+                        let mut h = haproxy::HaproxyDriver::new(
+                            haproxy::Socket::parse(socket),
+                            backend.clone(),
+                        );
+                        h.timeout = *timeout;
+                        Traffic::Haproxy(Arc::new(h))
+                    }
+                    TrafficConfig::Command { switch, rollback } => Traffic::Command(
+                        runner.clone(),
+                        switch.clone(),
+                        rollback.clone(),
+                        Arc::new(std::sync::Mutex::new(None)),
+                    ),
+                    TrafficConfig::LocalRouter => anyhow::bail!(
+                        "environment {}: the local router needs the local driver",
+                        env.name
+                    ),
+                };
+                Driver::Command(
+                    Arc::new(CommandDriver {
+                        runner,
+                        cfg: c.clone(),
+                    }),
+                    traffic,
+                )
+            }
         })
     }
 
@@ -44,7 +100,7 @@ impl Driver {
     pub fn entry_url(&self) -> Option<String> {
         match self {
             Driver::Local(l) => Some(l.router_url().to_string()),
-            Driver::Command(_) => None,
+            Driver::Command(..) => None,
         }
     }
 
@@ -52,7 +108,7 @@ impl Driver {
     pub fn url(&self, colour: Colour) -> Option<String> {
         match self {
             Driver::Local(l) => l.url(colour),
-            Driver::Command(c) => Some(match colour {
+            Driver::Command(c, _) => Some(match colour {
                 Colour::Blue => c.cfg.blue_url.clone(),
                 Colour::Green => c.cfg.green_url.clone(),
             }),
@@ -65,25 +121,46 @@ impl Driver {
                 .deploy(colour, version)
                 .await
                 .map_err(|e| format!("{e:#}")),
-            Driver::Command(c) => {
-                c.run(
-                    "deploy_idle",
-                    &c.cfg.deploy_idle,
-                    colour,
-                    None,
-                    Some(version),
-                )
-                .await
+            Driver::Command(c, _) => {
+                c.runner
+                    .run_steps(
+                        "deploy_idle",
+                        &c.cfg.deploy_idle,
+                        colour,
+                        None,
+                        Some(version),
+                    )
+                    .await
             }
         }
     }
 
+    /// Sends traffic to `to` (from `from`).
     pub async fn switch(&self, to: Colour, from: Option<Colour>) -> Result<(), String> {
+        self.switch_inner(to, from, false).await
+    }
+
+    /// Sends traffic back to `to` after a failed release (the `rollback` commands if any).
+    pub async fn switch_back(&self, to: Colour, from: Colour) -> Result<(), String> {
+        self.switch_inner(to, Some(from), true).await
+    }
+
+    async fn switch_inner(
+        &self,
+        to: Colour,
+        from: Option<Colour>,
+        back: bool,
+    ) -> Result<(), String> {
         match self {
             Driver::Local(l) => l.switch(to).await.map_err(|e| format!("{e:#}")),
-            Driver::Command(c) => {
-                c.run("switch", &c.cfg.switch, to, from, None).await?;
-                *c.live.lock().expect("live") = Some(to);
+            Driver::Command(_, Traffic::Haproxy(h)) => h.switch(to, from).await,
+            Driver::Command(_, Traffic::Command(runner, switch, rollback, live)) => {
+                let (what, steps) = match (back, rollback) {
+                    (true, Some(r)) => ("rollback", r),
+                    _ => ("switch", switch),
+                };
+                runner.run_steps(what, steps, to, from, None).await?;
+                *live.lock().expect("live") = Some(to);
                 Ok(())
             }
         }
@@ -92,10 +169,10 @@ impl Driver {
     pub async fn teardown(&self, colour: Colour) {
         match self {
             Driver::Local(l) => l.teardown(colour).await,
-            Driver::Command(c) => {
+            Driver::Command(c, _) => {
                 if let Some(t) = &c.cfg.teardown {
-                    if let Err(e) = c.run("teardown", t, colour, None, None).await {
-                        tracing::warn!(env = %c.env, %colour, error = %e, "teardown failed");
+                    if let Err(e) = c.runner.run_steps("teardown", t, colour, None, None).await {
+                        tracing::warn!(env = %c.runner.env, %colour, error = %e, "teardown failed");
                     }
                 }
             }
@@ -103,7 +180,7 @@ impl Driver {
     }
 
     /// At start: bring the environment back as the store knows it; returns the colour that is
-    /// really live.
+    /// really live (HAProxy is asked; a driver that cannot tell keeps the store's word).
     pub async fn restore(
         &self,
         live: Option<Colour>,
@@ -112,15 +189,37 @@ impl Driver {
     ) -> anyhow::Result<Option<Colour>> {
         match self {
             Driver::Local(l) => l.restore(live, blue, green).await,
-            Driver::Command(c) => {
-                *c.live.lock().expect("live") = live;
+            Driver::Command(_, Traffic::Haproxy(h)) => match h.live().await {
+                Ok(actual) => Ok(actual),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot ask HAProxy which colour is live; keeping the stored one");
+                    Ok(live)
+                }
+            },
+            Driver::Command(_, Traffic::Command(_, _, _, l)) => {
+                *l.lock().expect("live") = live;
                 Ok(live)
             }
         }
     }
 }
 
-impl CommandDriver {
+impl CommandRunner {
+    /// Runs each argv template in order; the first failure stops and explains.
+    pub async fn run_steps(
+        &self,
+        step: &str,
+        steps: &[Vec<String>],
+        colour: Colour,
+        from: Option<Colour>,
+        version: Option<&str>,
+    ) -> Result<(), String> {
+        for argv in steps {
+            self.run(step, argv, colour, from, version).await?;
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         step: &str,
@@ -134,9 +233,10 @@ impl CommandDriver {
         vars.insert("colour".to_string(), colour.to_string());
         vars.insert("color".to_string(), colour.to_string());
         vars.insert("other".to_string(), colour.other().to_string());
-        if let Some(f) = from {
-            vars.insert("from".to_string(), f.to_string());
-        }
+        vars.insert(
+            "from".to_string(),
+            from.unwrap_or(colour.other()).to_string(),
+        );
         if let Some(v) = version {
             vars.insert("version".to_string(), v.to_string());
         }
@@ -144,12 +244,11 @@ impl CommandDriver {
         let out = command::run(command::RunSpec {
             argv: argv.clone(),
             env: self
-                .cfg
-                .env
+                .vars_env
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            timeout: self.cfg.timeout,
+            timeout: self.timeout,
             secrets: &self.secrets,
             max_output: MAX_OUTPUT,
         })
@@ -160,7 +259,7 @@ impl CommandDriver {
             let what = if out.timed_out {
                 format!(
                     "timed out after {}",
-                    humantime::format_duration(self.cfg.timeout)
+                    humantime::format_duration(self.timeout)
                 )
             } else {
                 match out.exit_code {

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use crate::core::analysis::{Measurement, Sample};
 
 /// Default error-rate template: share of 5xx answers over the window.
-pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"sum(rate(http_requests_total{color="{colour}",code=~"5.."}[{window}])) / sum(rate(http_requests_total{color="{colour}"}[{window}]))"#;
+/// A colour with no 5xx series at all has an error rate of 0, not "no data": `or vector(0)`
+/// (the denominator still decides whether there is data).
+pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"(sum(rate(http_requests_total{color="{colour}",code=~"5.."}[{window}])) or vector(0)) / sum(rate(http_requests_total{color="{colour}"}[{window}]))"#;
 /// Default latency template: p99 of the request-duration histogram over the window.
 pub const DEFAULT_LATENCY_QUERY: &str = r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{color="{colour}"}[{window}])))"#;
 /// Default request-count template: requests served over the window.
@@ -75,6 +77,12 @@ impl Prometheus {
     /// Validates the URL (http/https, no query or fragment), the window (a PromQL duration), the
     /// timeout (humantime, non-zero) and the three templates (placeholders known).
     pub fn new(cfg: PrometheusConfig) -> Result<Prometheus, String> {
+        if !cfg.url.contains("://") {
+            return Err(format!(
+                "prometheus url {:?}: needs a scheme, e.g. http://127.0.0.1:9090",
+                cfg.url
+            ));
+        }
         let mut url = reqwest::Url::parse(cfg.url.trim())
             .map_err(|e| format!("prometheus url {:?}: {e}", cfg.url))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -586,7 +594,7 @@ mod tests {
     fn prometheus_render_default_templates() {
         assert_eq!(
             Prometheus::render(DEFAULT_ERROR_RATE_QUERY, "green", "staging", "30s").unwrap(),
-            r#"sum(rate(http_requests_total{color="green",code=~"5.."}[30s])) / sum(rate(http_requests_total{color="green"}[30s]))"#
+            r#"(sum(rate(http_requests_total{color="green",code=~"5.."}[30s])) or vector(0)) / sum(rate(http_requests_total{color="green"}[30s]))"#
         );
         assert_eq!(
             Prometheus::render(DEFAULT_LATENCY_QUERY, "blue", "prod", "1m30s").unwrap(),
@@ -678,7 +686,8 @@ mod tests {
         let bad_url = |u: &str| Prometheus::new(cfg(u)).unwrap_err();
         for (u, frag) in [
             ("127.0.0.1:9090", "scheme"),
-            ("localhost", "relative URL"),
+            ("localhost:9090", "scheme"),
+            ("http://", "empty host"),
             ("ftp://h/", "scheme"),
             ("http://h:9090/?x=1", "query"),
             ("http://h:9090/#f", "fragment"),
@@ -968,12 +977,11 @@ mod tests {
         Fut: std::future::Future<Output = Result<T, String>>,
     {
         let until = Instant::now() + deadline;
-        let mut last = String::new();
         loop {
-            match f().await {
+            let last = match f().await {
                 Ok(v) => return v,
-                Err(e) => last = e,
-            }
+                Err(e) => e,
+            };
             assert!(
                 Instant::now() < until,
                 "{what}: not within {deadline:?}; last: {last}"
