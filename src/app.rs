@@ -674,13 +674,11 @@ impl App {
                 } => {
                     let r = driver.switch(to, from).await;
                     if r.is_ok() {
-                        if let (MetricsConfig::Scrape { path }, Some(url)) =
+                        if let (MetricsConfig::Scrape { path, match_colour }, Some(url)) =
                             (&env.metrics, driver.url(to))
                         {
-                            if let Ok(s) = scraper
-                                .scrape(&format!("{url}{path}"), Some(to.as_str()))
-                                .await
-                            {
+                            let label = match_colour.then_some(to.as_str());
+                            if let Ok(s) = scraper.scrape(&format!("{url}{path}"), label).await {
                                 snapshots.lock().expect("snapshots").insert(run, s);
                             }
                         }
@@ -835,8 +833,10 @@ async fn sample(
     prev: Option<Snapshot>,
     window: Duration,
 ) -> (Sample, Option<Snapshot>) {
-    let path = match &env.metrics {
-        MetricsConfig::Scrape { path } => path,
+    let (path, label) = match &env.metrics {
+        MetricsConfig::Scrape { path, match_colour } => {
+            (path, match_colour.then_some(colour.as_str()))
+        }
         MetricsConfig::Prometheus(pc) => {
             // PromQL rates over the configured window: no deltas to keep.
             let s = match crate::metrics::prometheus::Prometheus::new(pc.clone()) {
@@ -861,7 +861,7 @@ async fn sample(
     let url = format!("{url}{path}");
     let prev = match prev {
         Some(p) => p,
-        None => match scraper.scrape(&url, Some(colour.as_str())).await {
+        None => match scraper.scrape(&url, label).await {
             Ok(p) => {
                 tokio::time::sleep(window).await;
                 p
@@ -869,7 +869,7 @@ async fn sample(
             Err(e) => return (Sample::Unavailable(e.to_string()), None),
         },
     };
-    match scraper.scrape(&url, Some(colour.as_str())).await {
+    match scraper.scrape(&url, label).await {
         Ok(cur) => {
             if cur.samples == 0 {
                 return (

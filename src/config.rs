@@ -123,8 +123,9 @@ pub struct MonitorConfig {
 
 #[derive(Debug, Clone)]
 pub enum MetricsConfig {
-    /// Scrape the colour's own `/metrics` (path relative to its URL).
-    Scrape { path: String },
+    /// Scrape the colour's own `/metrics` (path relative to its URL); with `match_colour`, only
+    /// series labelled `color="<colour>"` count (off for a rolling update: one Deployment).
+    Scrape { path: String, match_colour: bool },
     /// PromQL over a Prometheus server, templated with colour and environment.
     Prometheus(crate::metrics::prometheus::PrometheusConfig),
     /// No metrics provider: monitoring can only be inconclusive on metrics.
@@ -406,6 +407,7 @@ struct RawMonitor {
 struct RawMetrics {
     provider: Option<Spanned<String>>,
     path: Option<String>,
+    match_colour: Option<bool>,
     url: Option<String>,
     error_rate_query: Option<String>,
     latency_query: Option<String>,
@@ -716,12 +718,14 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 let timeout = match timeout {
                     Some(t) => match humantime::parse_duration(&t) {
                         Ok(d) if !d.is_zero() => d,
-                        _ => return cx.err(
-                            deploy_span,
-                            format!(
+                        _ => {
+                            return cx.err(
+                                deploy_span,
+                                format!(
                                 "environment \"{name}\": deploy.timeout \"{t}\" is not a duration"
                             ),
-                        ),
+                            )
+                        }
                     },
                     None => Duration::from_secs(600),
                 };
@@ -890,6 +894,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
         let metrics = match e.metrics.provider.as_ref().map(|p| (p.span(), p.get_ref().as_str())) {
             None | Some((_, "scrape")) => MetricsConfig::Scrape {
+                match_colour: e.metrics.match_colour.unwrap_or(true),
                 path: e.metrics.path.unwrap_or_else(|| "/metrics".into()),
             },
             Some((_, "none")) => MetricsConfig::None,

@@ -9,6 +9,7 @@ mod fake_slack;
 mod freeze;
 mod haproxy_prometheus;
 mod harness;
+mod kubernetes;
 mod lifecycle;
 mod page;
 mod rollback;
