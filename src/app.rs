@@ -10,7 +10,7 @@ use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
 use crate::core::{Colour, EnvName, RunId, UserId};
 use crate::deploy::Driver;
 use crate::metrics::scrape::{self, Scraper, Snapshot};
-use crate::store::{LocalMessage, Store};
+use crate::store::{LocalMessage, OutboxEntry, Store};
 use crate::telemetry::{EnvLabels, OutcomeLabels, Telemetry};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -84,13 +84,41 @@ pub enum AppEvent {
         attempt: u32,
         outcome: Outcome,
     },
+    /// Something from Slack; `done` is answered once it is handled and written.
+    Slack {
+        inbound: crate::chat::slack::SlackInbound,
+        done: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// Where a command came from, so its answer goes back there.
-struct Origin {
-    user: UserId,
-    channel: String,
-    thread_id: Option<String>,
+enum Origin {
+    Local {
+        user: UserId,
+        channel: String,
+        thread_id: Option<String>,
+    },
+    /// A Slack slash command or button: answers go through its response URL.
+    Slack {
+        channel: String,
+        response_url: String,
+    },
+}
+
+impl Origin {
+    fn platform(&self) -> &'static str {
+        match self {
+            Origin::Local { .. } => "local",
+            Origin::Slack { .. } => "slack",
+        }
+    }
+}
+
+/// The chat platforms that are active, and how to wake the remote ones' deliverers.
+#[derive(Clone, Default)]
+pub struct Platforms {
+    pub local: bool,
+    pub slack: Option<Arc<tokio::sync::Notify>>,
 }
 
 pub struct App {
@@ -107,6 +135,7 @@ pub struct App {
     traffic: HashMap<EnvName, tokio::task::JoinHandle<()>>,
     messages: usize,
     telemetry: Telemetry,
+    platforms: Platforms,
 }
 
 /// A handle the HTTP server uses to talk to the loop and read the store.
@@ -116,6 +145,8 @@ pub struct Handle {
     pub store: Store,
     pub cfg: Arc<Config>,
     pub telemetry: Telemetry,
+    /// Set in Slack HTTP mode: requests to /slack/* must be signed with it.
+    pub slack_signing_secret: Option<String>,
 }
 
 impl App {
@@ -124,6 +155,7 @@ impl App {
         cfg: Arc<Config>,
         link_base: String,
         telemetry: Telemetry,
+        platforms: Platforms,
     ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
         let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
         let mut engine = Engine::new(cfg.clone(), link_base);
@@ -147,7 +179,9 @@ impl App {
             traffic: HashMap::new(),
             messages: store.message_count(),
             telemetry: telemetry.clone(),
+            platforms,
         };
+        let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
         for (name, env) in &cfg.environments {
             let driver = Driver::start(env, &cfg.bot.data_dir)
@@ -188,6 +222,7 @@ impl App {
             store,
             cfg,
             telemetry,
+            slack_signing_secret: None,
         };
         Ok((app, handle, rx))
     }
@@ -287,6 +322,12 @@ impl App {
                     }
                 },
             },
+            AppEvent::Slack { inbound, done } => {
+                self.slack_inbound(inbound, now)?;
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
             AppEvent::Done {
                 run,
                 attempt,
@@ -356,43 +397,174 @@ impl App {
         })?;
         ws.commit()?;
         self.messages += 1;
-        if let Some(parsed) = command::parse(&text) {
-            let origin = Origin {
+        if command::is_command(&text) {
+            let origin = Origin::Local {
                 user: uid.clone(),
                 channel,
                 thread_id,
             };
-            let started = std::time::Instant::now();
-            match parsed {
-                Err(usage) => {
-                    let ch = Changes {
-                        reply: Some(crate::core::run::Reply {
-                            text: usage.to_string(),
-                            private: true,
-                        }),
-                        ..Default::default()
-                    };
-                    self.apply(ch, Some(&origin))?;
-                }
-                Ok(Command::History { env, limit }) => {
-                    let text = self.history_text(&env, limit)?;
-                    let ch = Changes {
-                        reply: Some(text),
-                        ..Default::default()
-                    };
-                    self.apply(ch, Some(&origin))?;
-                }
-                Ok(cmd) => {
-                    tracing::info!(user = %uid, command = %text, "command");
-                    let ch = self.engine.command(&uid, cmd, now);
-                    self.apply(ch, Some(&origin))?;
-                }
-            }
-            self.telemetry
-                .ack_seconds
-                .observe(started.elapsed().as_secs_f64());
+            self.handle_command(None, &uid, &text, &origin, now)?;
         }
         Ok(id.to_string())
+    }
+
+    /// Parses and carries out a command from any platform; the answer goes back to `origin`.
+    fn handle_command(
+        &mut self,
+        pre: Option<PreWrite>,
+        uid: &UserId,
+        text: &str,
+        origin: &Origin,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let Some(parsed) = command::parse(text) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let ch = match parsed {
+            Err(usage) => Changes {
+                reply: Some(crate::core::run::Reply {
+                    text: usage.to_string(),
+                    private: true,
+                }),
+                ..Default::default()
+            },
+            Ok(Command::History { env, limit }) => Changes {
+                reply: Some(self.history_text(&env, limit)?),
+                ..Default::default()
+            },
+            Ok(cmd) => {
+                tracing::info!(user = %uid, command = %text, platform = origin.platform(), "command");
+                self.engine.command_from(uid, cmd, origin.platform(), now)
+            }
+        };
+        let store = self.store.clone();
+        let mut ws = store.begin();
+        if let Some(p) = pre {
+            p.apply(&mut ws, now)?;
+        }
+        self.commit_changes(ws, ch, Some(origin), now)?;
+        self.telemetry
+            .ack_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The person behind a platform user id, per `[users]`.
+    fn person(&self, platform: &str, id: &str) -> Option<UserId> {
+        self.cfg.users.iter().find_map(|(k, u)| {
+            let pid = match platform {
+                "slack" => u.slack.as_deref(),
+                "discord" => u.discord.as_deref(),
+                _ => None,
+            };
+            (pid == Some(id)).then(|| k.clone())
+        })
+    }
+
+    fn unknown_person(platform: &str, user: &str) -> Changes {
+        Changes {
+            reply: Some(crate::core::run::Reply {
+                text: format!(
+                    "greenlight does not know {platform} user {user}: add `{platform} = \"{user}\"` to your entry under [users]"
+                ),
+                private: true,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Handles one Slack event, once: its id is written in the same batch as its effects.
+    fn slack_inbound(
+        &mut self,
+        inbound: crate::chat::slack::SlackInbound,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        use crate::chat::slack::SlackInbound as In;
+        let dedup = match &inbound {
+            In::Command { dedup, .. } | In::Reaction { dedup, .. } | In::Action { dedup, .. } => {
+                dedup.clone()
+            }
+        };
+        if self.store.seen("slack", &dedup)? {
+            tracing::info!(%dedup, "slack redelivery ignored");
+            return Ok(());
+        }
+        let pre = PreWrite::Idempotency {
+            platform: "slack",
+            id: dedup,
+        };
+        let (ch, origin) = match inbound {
+            In::Command {
+                user,
+                channel,
+                command,
+                text,
+                response_url,
+                ..
+            } => {
+                let origin = Origin::Slack {
+                    channel,
+                    response_url,
+                };
+                match self.person("slack", &user) {
+                    Some(uid) => {
+                        return self.handle_command(
+                            Some(pre),
+                            &uid,
+                            &format!("{command} {text}"),
+                            &origin,
+                            now,
+                        )
+                    }
+                    None => (Self::unknown_person("slack", &user), Some(origin)),
+                }
+            }
+            In::Reaction {
+                user,
+                channel,
+                ts,
+                reaction,
+                added,
+                ..
+            } => {
+                let key = self.store.key_of("slack", &channel, &ts)?;
+                let ch = match (key, self.person("slack", &user)) {
+                    (Some(key), Some(uid)) => {
+                        self.engine.reaction(&uid, &key, &reaction, added, now)
+                    }
+                    _ => Changes::default(),
+                };
+                (ch, None)
+            }
+            In::Action {
+                user,
+                channel,
+                message_ts,
+                action_id,
+                response_url,
+                ..
+            } => {
+                let key = self.store.key_of("slack", &channel, &message_ts)?;
+                let origin = Origin::Slack {
+                    channel,
+                    response_url,
+                };
+                let ch = match (key, self.person("slack", &user)) {
+                    (Some(key), Some(uid)) => {
+                        self.engine
+                            .click(&uid, &key, action_id == "greenlight_approve", now)
+                    }
+                    (_, None) => Self::unknown_person("slack", &user),
+                    _ => Changes::default(),
+                };
+                (ch, Some(origin))
+            }
+        };
+        let store = self.store.clone();
+        let mut ws = store.begin();
+        pre.apply(&mut ws, now)?;
+        self.commit_changes(ws, ch, origin.as_ref(), now)
     }
 
     fn history_text(&self, env: &EnvName, limit: usize) -> Result<crate::core::run::Reply> {
@@ -500,22 +672,99 @@ impl App {
             ws.put_next_run(n);
         }
         for p in &ch.posts {
-            localchat::render_post(&mut ws, &self.cfg, p, now)?;
+            // A run's thread lives on the platform its command came from; lifecycle and
+            // incident messages go to every configured platform.
+            let thread_of = p
+                .thread
+                .as_deref()
+                .or(p.key.as_deref().filter(|k| k.ends_with("/checklist")))
+                .and_then(crate::core::message::parse_key)
+                .map(|k| match k {
+                    crate::core::message::KeyRef::Checklist(id)
+                    | crate::core::message::KeyRef::Item(id, _)
+                    | crate::core::message::KeyRef::Other(id) => id,
+                });
+            let origin_of = |id: RunId| -> String {
+                ch.runs
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.origin.clone())
+                    .or_else(|| self.engine.runs.get(&id).map(|r| r.origin.clone()))
+                    .unwrap_or_else(|| "local".into())
+            };
+            let wants = |platform: &str| thread_of.is_none_or(|id| origin_of(id) == platform);
+            if self.platforms.local && wants("local") {
+                localchat::render_post(&mut ws, &self.cfg, p, now)?;
+            }
+            if self.platforms.slack.is_some() && wants("slack") {
+                if let Some(channel) = slack_channel(&self.cfg, p) {
+                    let buttons = matches!(
+                        p.key.as_deref().and_then(crate::core::message::parse_key),
+                        Some(crate::core::message::KeyRef::Item(..))
+                    );
+                    ws.push_outbox(&OutboxEntry {
+                        platform: "slack".into(),
+                        channel,
+                        text: mentions_for(&self.cfg, "slack", &p.text),
+                        key: p.key.clone(),
+                        thread_key: p.thread.clone(),
+                        edit: p.edit,
+                        buttons,
+                        respond_url: None,
+                        ephemeral_to: None,
+                    })?;
+                }
+            }
         }
-        if let (Some(reply), Some(o)) = (&ch.reply, origin) {
-            let visible = reply.private.then(|| o.user.0.clone());
-            localchat::add_bot_message(
-                &mut ws,
-                &o.channel,
-                o.thread_id.clone(),
-                &reply.text,
-                visible,
-                None,
-                now,
-            )?;
+        match (&ch.reply, origin) {
+            (
+                Some(reply),
+                Some(Origin::Local {
+                    user,
+                    channel,
+                    thread_id,
+                }),
+            ) => {
+                let visible = reply.private.then(|| user.0.clone());
+                localchat::add_bot_message(
+                    &mut ws,
+                    channel,
+                    thread_id.clone(),
+                    &reply.text,
+                    visible,
+                    None,
+                    now,
+                )?;
+            }
+            (
+                Some(reply),
+                Some(Origin::Slack {
+                    channel,
+                    response_url,
+                }),
+            ) => {
+                ws.push_outbox(&OutboxEntry {
+                    platform: "slack".into(),
+                    channel: channel.clone(),
+                    text: mentions_for(&self.cfg, "slack", &reply.text),
+                    key: None,
+                    thread_key: None,
+                    edit: false,
+                    buttons: false,
+                    respond_url: Some(response_url.clone()),
+                    ephemeral_to: reply.private.then(String::new),
+                })?;
+            }
+            _ => {}
         }
         let added = ws.new_messages;
+        let outboxed = ws.outboxed;
         ws.commit().context("writing to the store")?;
+        if outboxed > 0 {
+            if let Some(n) = &self.platforms.slack {
+                n.notify_one();
+            }
+        }
         self.messages += added;
         if self.messages > self.cfg.bot.local_retention + 500 {
             self.store.trim_messages(self.cfg.bot.local_retention)?;
@@ -889,4 +1138,71 @@ async fn sample(
         }
         Err(e) => (Sample::Unavailable(e.to_string()), None),
     }
+}
+
+/// Writes that must land in the same batch as a step's changes (a platform event's id, so that
+/// a redelivery is recognised exactly when the step it caused was written).
+enum PreWrite {
+    Idempotency { platform: &'static str, id: String },
+}
+
+impl PreWrite {
+    fn apply(self, ws: &mut crate::store::WriteSet<'_>, now: DateTime<Utc>) -> Result<()> {
+        match self {
+            PreWrite::Idempotency { platform, id } => {
+                ws.first_time(platform, &id, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Slack channel of a post's room in its environment (incidents and announcements fall
+/// back to the deploys channel).
+fn slack_channel(cfg: &Config, p: &crate::core::message::Post) -> Option<String> {
+    let ch = &cfg.env(&p.env)?.channels;
+    match p.room {
+        crate::core::message::Room::Deploys | crate::core::message::Room::Announce => {
+            ch.slack_channel.clone()
+        }
+        crate::core::message::Room::Incidents => ch
+            .slack_incident_channel
+            .clone()
+            .or_else(|| ch.slack_channel.clone()),
+    }
+}
+
+/// Renders `<@person>` mentions with the platform's user ids (`<@U123>`), or `@person` when
+/// the person has no id there.
+fn mentions_for(cfg: &Config, platform: &str, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("<@") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('>') {
+            Some(j) => {
+                let name = &after[..j];
+                let id = cfg
+                    .users
+                    .get(&UserId::new(name))
+                    .and_then(|u| match platform {
+                        "slack" => u.slack.clone(),
+                        "discord" => u.discord.clone(),
+                        _ => None,
+                    });
+                match id {
+                    Some(id) => out.push_str(&format!("<@{id}>")),
+                    None => out.push_str(&format!("@{name}")),
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 pub fn router(h: Handle, local_channel: bool) -> Router {
+    let slack_http = h.slack_signing_secret.is_some();
     let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -32,7 +33,111 @@ pub fn router(h: Handle, local_channel: bool) -> Router {
             )
             .route("/api/local/users", get(local::get_users));
     }
+    if slack_http {
+        r = r
+            .route("/slack/commands", axum::routing::post(slack_commands))
+            .route("/slack/events", axum::routing::post(slack_events))
+            .route(
+                "/slack/interactions",
+                axum::routing::post(slack_interactions),
+            );
+    }
     r.with_state(h)
+}
+
+// ---- Slack HTTP mode ----------------------------------------------------------------------
+
+/// Checks the signature and the 5-minute window, and refuses a replay (the same timestamp and
+/// signature seen before). A Slack retry is signed afresh, so it passes; its event id makes it
+/// act once.
+fn slack_verify(h: &Handle, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), Response> {
+    let secret = h.slack_signing_secret.as_deref().unwrap_or_default();
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (ts, sig) = (get("x-slack-request-timestamp"), get("x-slack-signature"));
+    let unauthorized = |why: String| {
+        tracing::warn!(reason = %why, "slack request refused");
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": why})),
+        )
+            .into_response()
+    };
+    crate::chat::slack::verify_signature(secret, ts, body, sig, chrono::Utc::now().timestamp())
+        .map_err(unauthorized)?;
+    match h.store.remember_once(
+        "slack-signature",
+        &format!("{ts}:{sig}"),
+        chrono::Utc::now(),
+    ) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(unauthorized(
+            "replayed request (this timestamp and signature were seen before)".into(),
+        )),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()),
+    }
+}
+
+async fn slack_forward(h: &Handle, inbound: crate::chat::slack::SlackInbound) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if h.tx
+        .send(crate::app::AppEvent::Slack {
+            inbound,
+            done: Some(tx),
+        })
+        .await
+        .is_err()
+        || rx.await.is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    // Acknowledged once written; the answer goes through the response URL.
+    StatusCode::OK.into_response()
+}
+
+async fn slack_commands(
+    State(h): State<Handle>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = slack_verify(&h, &headers, &body) {
+        return r;
+    }
+    match crate::chat::slack::parse_command_form(&body) {
+        Ok(inbound) => slack_forward(&h, inbound).await,
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn slack_events(
+    State(h): State<Handle>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = slack_verify(&h, &headers, &body) {
+        return r;
+    }
+    match crate::chat::slack::parse_events_json(&body) {
+        Ok(crate::chat::slack::EventsBody::UrlVerification { challenge }) => {
+            Json(serde_json::json!({ "challenge": challenge })).into_response()
+        }
+        Ok(crate::chat::slack::EventsBody::Inbound(inbound)) => slack_forward(&h, inbound).await,
+        Ok(crate::chat::slack::EventsBody::Ignored) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn slack_interactions(
+    State(h): State<Handle>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = slack_verify(&h, &headers, &body) {
+        return r;
+    }
+    match crate::chat::slack::parse_interaction_form(&body) {
+        Ok(inbound) => slack_forward(&h, inbound).await,
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
 }
 
 /// Ready when the store answers and every configured platform is connected.

@@ -331,7 +331,94 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             })
             .set(1);
     }
-    let (app, handle, rx) = greenlight::app::App::start(cfg.clone(), link_base, telemetry).await?;
+    // Slack: active when SLACK_BOT_TOKEN is set; Socket Mode by default, signed HTTP optional.
+    let slack = match std::env::var("SLACK_BOT_TOKEN") {
+        Ok(token) if !token.is_empty() => {
+            let sc = cfg.slack.clone().unwrap_or(config::SlackConfig {
+                mode: "socket".into(),
+                api_url: "https://slack.com/api/".into(),
+            });
+            let settings = greenlight::chat::slack::SlackSettings {
+                api_url: sc.api_url.clone(),
+                bot_token: token,
+                app_token: std::env::var("SLACK_APP_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+                request_timeout: std::time::Duration::from_secs(10),
+            };
+            let client = greenlight::chat::slack::SlackClient::new(&settings)
+                .map_err(|e| anyhow::anyhow!("[slack] {e}"))?;
+            let secret = match sc.mode.as_str() {
+                "http" => Some(std::env::var("SLACK_SIGNING_SECRET").map_err(|_| {
+                    anyhow::anyhow!(
+                        "[slack] mode = \"http\" needs SLACK_SIGNING_SECRET in the environment"
+                    )
+                })?),
+                _ => {
+                    if settings.app_token.is_none() {
+                        anyhow::bail!("[slack] Socket Mode needs SLACK_APP_TOKEN (xapp-...) in the environment, or set mode = \"http\"");
+                    }
+                    None
+                }
+            };
+            Some((settings, Arc::new(client), secret))
+        }
+        _ => None,
+    };
+    let platforms = greenlight::app::Platforms {
+        local,
+        slack: slack.as_ref().map(|_| Arc::new(tokio::sync::Notify::new())),
+    };
+    let (app, mut handle, rx) =
+        greenlight::app::App::start(cfg.clone(), link_base, telemetry.clone(), platforms.clone())
+            .await?;
+    let mut socket_mode = None;
+    if let (Some((settings, client, secret)), Some(notify)) = (slack, platforms.slack.clone()) {
+        tokio::spawn(greenlight::chat::deliver::slack(
+            handle.store.clone(),
+            client,
+            notify,
+            telemetry.clone(),
+        ));
+        let connected = telemetry
+            .connected
+            .get_or_create(&greenlight::telemetry::PlatformLabels {
+                platform: "slack".into(),
+            })
+            .clone();
+        match secret {
+            Some(secret) => {
+                handle.slack_signing_secret = Some(secret);
+                connected.set(1);
+                tracing::info!(
+                    "slack: HTTP mode on /slack/commands, /slack/events, /slack/interactions"
+                );
+            }
+            None => {
+                let tx = handle.tx.clone();
+                let sink: Arc<dyn Fn(greenlight::chat::slack::SlackInbound) + Send + Sync> =
+                    Arc::new(move |inbound| {
+                        // Hand the work to the app and return at once: the envelope is acked after this.
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx
+                                .send(greenlight::app::AppEvent::Slack {
+                                    inbound,
+                                    done: None,
+                                })
+                                .await;
+                        });
+                    });
+                socket_mode = Some(
+                    greenlight::chat::slack::SocketMode::start(&settings, sink)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?,
+                );
+                connected.set(1);
+                tracing::info!("slack: Socket Mode connected");
+            }
+        }
+    }
     let router = greenlight::http::router(handle, local);
     println!("listening on http://{addr}");
     use std::io::Write;
@@ -351,5 +438,9 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         }
         tracing::info!("shutting down: state is persisted, active runs resume at the next start");
     };
-    app.run(rx, shutdown).await
+    let r = app.run(rx, shutdown).await;
+    if let Some(sm) = socket_mode {
+        sm.shutdown().await;
+    }
+    r
 }

@@ -364,6 +364,18 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).to_string()))
     }
 
+    /// Records `key` once (atomically); false if it was recorded before.
+    pub fn remember_once(&self, ns: &str, key: &str, now: DateTime<Utc>) -> Result<bool> {
+        let k = format!("idem/{ns}/{key}");
+        let r = self.t.compare_and_swap(
+            k.as_bytes(),
+            None as Option<&[u8]>,
+            Some(now.timestamp().to_be_bytes().as_slice()),
+        )?;
+        self.db.flush()?;
+        Ok(r.is_ok())
+    }
+
     /// Was this platform event id handled already?
     pub fn seen(&self, platform: &str, id: &str) -> Result<bool> {
         Ok(self

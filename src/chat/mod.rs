@@ -1,3 +1,4 @@
 //! Chat adapters: each converts platform events to core inputs and core messages to platform calls.
+pub mod deliver;
 pub mod local;
 pub mod slack;

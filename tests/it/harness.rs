@@ -103,6 +103,7 @@ pub struct Bot {
     pub config: PathBuf,
     http: reqwest::Client,
     prefix: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Bot {
@@ -176,6 +177,10 @@ impl Bot {
                 .build()
                 .unwrap(),
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -222,7 +227,14 @@ impl Bot {
     pub async fn restart(&mut self) {
         self.kill();
         let prefix: Vec<&str> = self.prefix.iter().map(|s| s.as_str()).collect();
-        let mut b = Bot::start_in(&self.dir, &prefix).await;
+        // A restart keeps the environment (tokens), but not a fault injection point.
+        let envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .filter(|(k, _)| k != "GREENLIGHT_FAULT")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut b = Bot::start_with(&self.dir, &prefix, &envs).await;
         self.child = b.child.take();
         self.url = b.url.clone();
     }

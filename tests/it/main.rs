@@ -13,3 +13,4 @@ mod kubernetes;
 mod lifecycle;
 mod page;
 mod rollback;
+mod slack;

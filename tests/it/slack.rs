@@ -1,0 +1,381 @@
+//! greenlight in Slack: the real slack-morphism code inside the binary against the fake Slack
+//! (Web API, Socket Mode, response URLs) on 127.0.0.1, and signed HTTP mode.
+
+use crate::fake_slack::{FakeSlack, Fault};
+use crate::harness::*;
+use std::time::Duration;
+
+const STAGING: &str = "C02STAGING";
+const INCIDENTS: &str = "C01INCIDENT";
+
+fn slack_config(api_url: &str, mode: &str) -> String {
+    test_config("")
+        .replace("[users.alice]\n", "[users.alice]\nslack = \"U01ALICE\"\n")
+        .replace("[users.bob]\n", "[users.bob]\nslack = \"U01BOB\"\n")
+        .replace("[users.carol]\n", "[users.carol]\nslack = \"U01CAROL\"\n")
+        .replace(
+            "[environments.staging]\n",
+            &format!("[environments.staging]\nslack_channel = \"{STAGING}\"\nslack_incident_channel = \"{INCIDENTS}\"\n"),
+        )
+        .replace("[bot]\n", &format!("[slack]\nmode = \"{mode}\"\napi_url = \"{api_url}\"\n\n[bot]\n"))
+}
+
+async fn start_bot(fake: &FakeSlack, dir: &std::path::Path) -> Bot {
+    std::fs::write(
+        dir.join("greenlight.toml"),
+        slack_config(&fake.api_url(), "socket"),
+    )
+    .unwrap();
+    Bot::start_with(
+        dir,
+        &[],
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-test"),
+            ("SLACK_APP_TOKEN", "xapp-test"),
+        ],
+    )
+    .await
+}
+
+/// The checklist parent and its item replies in Slack, once posted.
+async fn checklist(fake: &FakeSlack, run: u64) -> (String, Vec<String>) {
+    let needle = format!("(run {run})");
+    let parent = fake
+        .wait_message("the checklist", LONG, |m| {
+            m.text.contains(&needle) && m.thread_ts.is_none()
+        })
+        .await;
+    let items = fake
+        .wait_for("the checklist items", LONG, |f| {
+            let t = f.thread(STAGING, &parent.ts);
+            let items: Vec<String> = t
+                .iter()
+                .filter(|m| m.text.starts_with('⬜') || m.text.starts_with('✅'))
+                .map(|m| m.ts.clone())
+                .collect();
+            (items.len() == 2).then_some(items)
+        })
+        .await;
+    (parent.ts, items)
+}
+
+async fn top(fake: &FakeSlack, text: &str) -> crate::fake_slack::FakeMessage {
+    let t = text.to_string();
+    fake.wait_message(text, LONG, move |m| {
+        m.channel == STAGING && m.thread_ts.is_none() && m.text == t
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staging_lifecycle_in_slack() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+
+    // A 429 on the first post: delivered after Retry-After.
+    fake.fail_next(
+        "chat.postMessage",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let env1 = fake.slash_command("U01ALICE", STAGING, "/deploy", "v1.2.0 staging");
+    fake.wait_acked(&env1, SHORT).await;
+    // A redelivered envelope acts once.
+    fake.redeliver(&env1);
+    let (parent, items) = checklist(&fake, 1).await;
+    let p = fake.message(STAGING, &parent).unwrap();
+    assert!(
+        p.text
+            .contains("📋 Pre-deployment checklist: v1.2.0 → Staging (run 1)"),
+        "{}",
+        p.text
+    );
+    assert!(
+        p.text.contains("<@U01BOB>") && p.text.contains("<@U01CAROL>"),
+        "reviewers mentioned with Slack ids: {}",
+        p.text
+    );
+    let item = fake.message(STAGING, &items[0]).unwrap();
+    assert!(
+        item.blocks.to_string().contains("greenlight_approve"),
+        "items carry Approve / Veto buttons"
+    );
+
+    // Self-approval does not count, and the thread says why.
+    fake.reaction("U01ALICE", STAGING, &items[0], "white_check_mark", true);
+    fake.wait_message("self-approval refused", LONG, |m| {
+        m.thread_ts.as_deref() == Some(parent.as_str())
+            && m.text.contains("cannot approve their own run")
+    })
+    .await;
+    // An ineligible click is answered to the clicker only.
+    fake.block_action("U01ALICE", STAGING, &items[1], "greenlight_approve");
+    fake.wait_for("ephemeral refusal", LONG, |f| {
+        f.responses().into_iter().find(|r| {
+            r.text().contains("cannot approve their own run")
+                && r.response_type() == Some("ephemeral")
+        })
+    })
+    .await;
+
+    // bob approves item 1 with a reaction, carol item 2 with the button.
+    fake.reaction("U01BOB", STAGING, &items[0], "+1", true);
+    fake.block_action("U01CAROL", STAGING, &items[1], "greenlight_approve");
+    top(&fake, "🚀 Deploying v1.2.0 to Staging...").await;
+    top(&fake, "✅ Deployment successful. Monitoring.").await;
+
+    // Restarted while monitoring: messages still delivered, the run resumes.
+    bot.restart().await;
+    fake.wait_connected(2, LONG).await;
+    fake.wait_message("resume note", LONG, |m| {
+        m.thread_ts.as_deref() == Some(parent.as_str())
+            && m.text.contains("♻️ greenlight restarted")
+    })
+    .await;
+    fake.wait_message("stable", LONG, |m| {
+        m.text.contains("Run 1 stable") && m.text.contains("<@U01ALICE>")
+    })
+    .await;
+    let status = fake
+        .wait_message("status", LONG, |m| {
+            m.text.starts_with("Run 1 status (succeeded)")
+        })
+        .await;
+    assert!(status.edits > 0, "the status message is edited in place");
+    assert_eq!(status.thread_ts.as_deref(), Some(parent.as_str()));
+    let checklists = fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.text.contains("Pre-deployment checklist"))
+        .count();
+    assert_eq!(checklists, 1, "the redelivered command acted once");
+    assert_eq!(
+        fake.messages()
+            .iter()
+            .filter(|m| m.text == "🚀 Deploying v1.2.0 to Staging...")
+            .count(),
+        1
+    );
+
+    // /deploy status answers through the response URL.
+    fake.slash_command("U01CAROL", STAGING, "/deploy", "status staging");
+    fake.wait_for("status answer", LONG, |f| {
+        f.responses()
+            .into_iter()
+            .find(|r| r.text().contains("v1.2.0 live on blue"))
+    })
+    .await;
+
+    // A disconnect frame: the bot reconnects and keeps working.
+    let before = fake.connections();
+    fake.disconnect();
+    fake.wait_connected(before + 1, LONG).await;
+
+    // A faulty version: rollback, incident alert.
+    fake.slash_command("U01BOB", STAGING, "/deploy", "v1.3.0-faulty staging");
+    let (_, items) = checklist(&fake, 2).await;
+    for i in &items {
+        fake.reaction("U01CAROL", STAGING, i, "white_check_mark", true);
+    }
+    let fail = fake
+        .wait_message("rollback", LONG, |m| {
+            m.channel == STAGING
+                && m.text
+                    .starts_with("❌ Deployment failed. Rolling back. Reason:")
+        })
+        .await;
+    assert!(fail.text.contains("error rate"), "{}", fail.text);
+    let alert = fake
+        .wait_message("incident alert", LONG, |m| m.channel == INCIDENTS)
+        .await;
+    assert!(
+        alert.text.contains("v1.3.0-faulty") && alert.text.contains("locked"),
+        "{}",
+        alert.text
+    );
+    let (_, m) = bot.get_text(&format!("{}/metrics", bot.url)).await;
+    assert!(
+        m.contains("greenlight_platform_connected{platform=\"slack\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("greenlight_outbox_depth"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_ephemeral_and_unknown_users_are_told() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let _bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    fake.slash_command("U01ALICE", STAGING, "/deploy", "1.2 nowhere");
+    let r = fake
+        .wait_for("usage error", LONG, |f| {
+            f.responses()
+                .into_iter()
+                .find(|r| r.text().contains("invalid version"))
+        })
+        .await;
+    assert_eq!(r.response_type(), Some("ephemeral"));
+    assert!(r.text().contains("Usage: /deploy"));
+    fake.slash_command("U09NOBODY", STAGING, "/deploy", "v1.2.0 staging");
+    let r = fake
+        .wait_for("unknown user", LONG, |f| {
+            f.responses()
+                .into_iter()
+                .find(|r| r.text().contains("does not know slack user U09NOBODY"))
+        })
+        .await;
+    assert_eq!(r.response_type(), Some("ephemeral"));
+    assert!(
+        !fake
+            .messages()
+            .iter()
+            .any(|m| m.text.contains("Pre-deployment checklist")),
+        "nothing was created"
+    );
+}
+
+fn sign(secret: &str, ts: i64, body: &str) -> String {
+    // The documented algorithm, computed with openssl (an independent implementation).
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("v0:{ts}:{body}").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    format!("v0={hex}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_checks_signatures_windows_and_replays() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        slack_config(&fake.api_url(), "http"),
+    )
+    .unwrap();
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let bot = Bot::start_with(
+        tmp.path(),
+        &[],
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-test"),
+            ("SLACK_SIGNING_SECRET", secret),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let response_url = format!("{}/response/900", fake.base_url().trim_end_matches('/'));
+    let encoded = response_url.replace(':', "%3A").replace('/', "%2F");
+    let form = |text: &str, trigger: &str| {
+        format!(
+            "token=x&team_id=T01&team_domain=fake&channel_id={STAGING}&channel_name=staging&user_id=U01ALICE&user_name=alice&command=%2Fdeploy&text={}&api_app_id=A01&is_enterprise_install=false&response_url={encoded}&trigger_id={trigger}",
+            text.replace(' ', "+"),
+        )
+    };
+    let send = |body: String, ts: i64, sig: String, path: &'static str| {
+        let (http, url) = (http.clone(), bot.url.clone());
+        async move {
+            http.post(format!("{url}{path}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+
+    // A wrong signature, a stale timestamp: 401, no effect.
+    let body = form("v1.2.0 staging", "t1");
+    assert_eq!(
+        send(
+            body.clone(),
+            now,
+            sign("wrong-secret", now, &body),
+            "/slack/commands"
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        send(
+            body.clone(),
+            now - 600,
+            sign(secret, now - 600, &body),
+            "/slack/commands"
+        )
+        .await,
+        401
+    );
+    assert_eq!(bot.get_json("/api/runs/1").await.0, 404);
+
+    // Signed with the real algorithm: accepted, the run exists when the answer comes.
+    let sig = sign(secret, now, &body);
+    assert_eq!(
+        send(body.clone(), now, sig.clone(), "/slack/commands").await,
+        200
+    );
+    assert_eq!(bot.get_json("/api/runs/1").await.0, 200);
+    // The same timestamp and signature again: a replay.
+    assert_eq!(send(body.clone(), now, sig, "/slack/commands").await, 401);
+    // A Slack retry is signed afresh: 200, and no second run.
+    let later = now + 1;
+    assert_eq!(
+        send(
+            body.clone(),
+            later,
+            sign(secret, later, &body),
+            "/slack/commands"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        bot.get_json("/api/runs/2").await.0,
+        404,
+        "the retry acted once"
+    );
+    fake.wait_message("checklist", LONG, |m| m.text.contains("(run 1)"))
+        .await;
+
+    // url_verification is answered.
+    let ev = r#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let r = http
+        .post(format!("{}/slack/events", bot.url))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", sign(secret, now, ev))
+        .body(ev)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+    let _ = Duration::ZERO;
+}
