@@ -84,6 +84,11 @@ pub enum AppEvent {
         attempt: u32,
         outcome: Outcome,
     },
+    /// Something from Discord; a command's answer goes back through `answer`.
+    Discord {
+        inbound: crate::chat::discord::DiscordInbound,
+        answer: Option<oneshot::Sender<crate::chat::discord::CommandAnswer>>,
+    },
     /// Something from Slack; `done` is answered once it is handled and written.
     Slack {
         inbound: crate::chat::slack::SlackInbound,
@@ -103,6 +108,8 @@ enum Origin {
         channel: String,
         response_url: String,
     },
+    /// A Discord interaction: the answer is returned to the gateway handler, which responds.
+    Discord,
 }
 
 impl Origin {
@@ -110,6 +117,7 @@ impl Origin {
         match self {
             Origin::Local { .. } => "local",
             Origin::Slack { .. } => "slack",
+            Origin::Discord => "discord",
         }
     }
 }
@@ -119,6 +127,7 @@ impl Origin {
 pub struct Platforms {
     pub local: bool,
     pub slack: Option<Arc<tokio::sync::Notify>>,
+    pub discord: Option<Arc<tokio::sync::Notify>>,
 }
 
 pub struct App {
@@ -136,6 +145,8 @@ pub struct App {
     messages: usize,
     telemetry: Telemetry,
     platforms: Platforms,
+    /// The answer of the last command handled (a Discord interaction takes it).
+    last_reply: Option<crate::core::run::Reply>,
 }
 
 /// A handle the HTTP server uses to talk to the loop and read the store.
@@ -180,6 +191,7 @@ impl App {
             messages: store.message_count(),
             telemetry: telemetry.clone(),
             platforms,
+            last_reply: None,
         };
         let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
@@ -322,6 +334,12 @@ impl App {
                     }
                 },
             },
+            AppEvent::Discord { inbound, answer } => {
+                let a = self.discord_inbound(inbound, now)?;
+                if let (Some(tx), Some(a)) = (answer, a) {
+                    let _ = tx.send(a);
+                }
+            }
             AppEvent::Slack { inbound, done } => {
                 self.slack_inbound(inbound, now)?;
                 if let Some(d) = done {
@@ -443,11 +461,83 @@ impl App {
         if let Some(p) = pre {
             p.apply(&mut ws, now)?;
         }
+        let reply = ch.reply.clone();
         self.commit_changes(ws, ch, Some(origin), now)?;
         self.telemetry
             .ack_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.last_reply = reply;
         Ok(())
+    }
+
+    /// Handles one Discord event, once. A command's answer is returned for the interaction.
+    fn discord_inbound(
+        &mut self,
+        inbound: crate::chat::discord::DiscordInbound,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::chat::discord::CommandAnswer>> {
+        use crate::chat::discord::{CommandAnswer, DiscordInbound as In};
+        let dedup = match &inbound {
+            In::Command { dedup, .. } | In::Reaction { dedup, .. } => dedup.clone(),
+        };
+        if self.store.seen("discord", &dedup)? {
+            tracing::info!(%dedup, "discord redelivery ignored");
+            return Ok(Some(CommandAnswer {
+                text: "This was already handled.".into(),
+                ephemeral: true,
+            }));
+        }
+        let pre = PreWrite::Idempotency {
+            platform: "discord",
+            id: dedup,
+        };
+        match inbound {
+            In::Command { user, text, .. } => {
+                let Some(uid) = self.person("discord", &user) else {
+                    let store = self.store.clone();
+                    let mut ws = store.begin();
+                    pre.apply(&mut ws, now)?;
+                    let ch = Self::unknown_person("discord", &user);
+                    let r = ch.reply.clone();
+                    self.commit_changes(ws, ch, Some(&Origin::Discord), now)?;
+                    return Ok(r.map(|r| CommandAnswer {
+                        text: r.text,
+                        ephemeral: true,
+                    }));
+                };
+                self.last_reply = None;
+                self.handle_command(Some(pre), &uid, &text, &Origin::Discord, now)?;
+                Ok(Some(match self.last_reply.take() {
+                    Some(r) => CommandAnswer {
+                        text: mentions_for(&self.cfg, "discord", &r.text),
+                        ephemeral: r.private,
+                    },
+                    None => CommandAnswer {
+                        text: "Done.".into(),
+                        ephemeral: true,
+                    },
+                }))
+            }
+            In::Reaction {
+                user,
+                channel,
+                message_id,
+                emoji,
+                added,
+                ..
+            } => {
+                let key = self.store.key_of("discord", &channel, &message_id)?;
+                let ch = match (key, self.person("discord", &user)) {
+                    (Some(key), Some(uid)) => self.engine.reaction(&uid, &key, &emoji, added, now),
+                    _ => Changes::default(),
+                };
+                let store = self.store.clone();
+                let mut ws = store.begin();
+                pre.apply(&mut ws, now)?;
+                self.commit_changes(ws, ch, None, now)?;
+                Ok(None)
+            }
+        }
     }
 
     /// The person behind a platform user id, per `[users]`.
@@ -696,6 +786,21 @@ impl App {
             if self.platforms.local && wants("local") {
                 localchat::render_post(&mut ws, &self.cfg, p, now)?;
             }
+            if self.platforms.discord.is_some() && wants("discord") {
+                if let Some(channel) = discord_channel(&self.cfg, p) {
+                    ws.push_outbox(&OutboxEntry {
+                        platform: "discord".into(),
+                        channel,
+                        text: mentions_for(&self.cfg, "discord", &p.text),
+                        key: p.key.clone(),
+                        thread_key: p.thread.clone(),
+                        edit: p.edit,
+                        buttons: false,
+                        respond_url: None,
+                        ephemeral_to: None,
+                    })?;
+                }
+            }
             if self.platforms.slack.is_some() && wants("slack") {
                 if let Some(channel) = slack_channel(&self.cfg, p) {
                     let buttons = matches!(
@@ -761,7 +866,10 @@ impl App {
         let outboxed = ws.outboxed;
         ws.commit().context("writing to the store")?;
         if outboxed > 0 {
-            if let Some(n) = &self.platforms.slack {
+            for n in [&self.platforms.slack, &self.platforms.discord]
+                .into_iter()
+                .flatten()
+            {
                 n.notify_one();
             }
         }
@@ -1169,6 +1277,68 @@ fn slack_channel(cfg: &Config, p: &crate::core::message::Post) -> Option<String>
             .slack_incident_channel
             .clone()
             .or_else(|| ch.slack_channel.clone()),
+    }
+}
+
+/// The Discord channel of a post's room (incidents and announcements fall back to the deploys
+/// channel).
+fn discord_channel(cfg: &Config, p: &crate::core::message::Post) -> Option<String> {
+    let ch = &cfg.env(&p.env)?.channels;
+    match p.room {
+        crate::core::message::Room::Deploys | crate::core::message::Room::Announce => {
+            ch.discord_channel.clone()
+        }
+        crate::core::message::Room::Incidents => ch
+            .discord_incident_channel
+            .clone()
+            .or_else(|| ch.discord_channel.clone()),
+    }
+}
+
+/// The app's side of the Discord gateway: commands are handled by the loop and answered,
+/// reactions are handed over at once.
+pub struct DiscordBridge {
+    pub tx: mpsc::Sender<AppEvent>,
+}
+
+impl crate::chat::discord::DiscordSink for DiscordBridge {
+    fn on_command(
+        &self,
+        inbound: crate::chat::discord::DiscordInbound,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = crate::chat::discord::CommandAnswer> + Send>,
+    > {
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            let (a_tx, a_rx) = oneshot::channel();
+            let failed = crate::chat::discord::CommandAnswer {
+                text: "greenlight is shutting down; try again in a moment.".into(),
+                ephemeral: true,
+            };
+            if tx
+                .send(AppEvent::Discord {
+                    inbound,
+                    answer: Some(a_tx),
+                })
+                .await
+                .is_err()
+            {
+                return failed;
+            }
+            a_rx.await.unwrap_or(failed)
+        })
+    }
+
+    fn on_reaction(&self, inbound: crate::chat::discord::DiscordInbound) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx
+                .send(AppEvent::Discord {
+                    inbound,
+                    answer: None,
+                })
+                .await;
+        });
     }
 }
 

@@ -50,17 +50,23 @@ pub fn router(h: Handle, local_channel: bool) -> Router {
 /// Checks the signature and the 5-minute window, and refuses a replay (the same timestamp and
 /// signature seen before). A Slack retry is signed afresh, so it passes; its event id makes it
 /// act once.
-fn slack_verify(h: &Handle, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), Response> {
+fn slack_verify(
+    h: &Handle,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
     let secret = h.slack_signing_secret.as_deref().unwrap_or_default();
     let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (ts, sig) = (get("x-slack-request-timestamp"), get("x-slack-signature"));
     let unauthorized = |why: String| {
         tracing::warn!(reason = %why, "slack request refused");
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": why})),
+        Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": why})),
+            )
+                .into_response(),
         )
-            .into_response()
     };
     crate::chat::slack::verify_signature(secret, ts, body, sig, chrono::Utc::now().timestamp())
         .map_err(unauthorized)?;
@@ -73,7 +79,9 @@ fn slack_verify(h: &Handle, headers: &axum::http::HeaderMap, body: &[u8]) -> Res
         Ok(false) => Err(unauthorized(
             "replayed request (this timestamp and signature were seen before)".into(),
         )),
-        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()),
+        Err(e) => Err(Box::new(
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        )),
     }
 }
 
@@ -100,7 +108,7 @@ async fn slack_commands(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = slack_verify(&h, &headers, &body) {
-        return r;
+        return *r;
     }
     match crate::chat::slack::parse_command_form(&body) {
         Ok(inbound) => slack_forward(&h, inbound).await,
@@ -114,7 +122,7 @@ async fn slack_events(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = slack_verify(&h, &headers, &body) {
-        return r;
+        return *r;
     }
     match crate::chat::slack::parse_events_json(&body) {
         Ok(crate::chat::slack::EventsBody::UrlVerification { challenge }) => {
@@ -132,7 +140,7 @@ async fn slack_interactions(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = slack_verify(&h, &headers, &body) {
-        return r;
+        return *r;
     }
     match crate::chat::slack::parse_interaction_form(&body) {
         Ok(inbound) => slack_forward(&h, inbound).await,

@@ -365,9 +365,43 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         }
         _ => None,
     };
+    // Discord: active when DISCORD_TOKEN is set; the gateway, with guild commands.
+    let discord = match std::env::var("DISCORD_TOKEN") {
+        Ok(token) if !token.is_empty() => {
+            let dc = cfg.discord.clone().unwrap_or(config::DiscordConfig {
+                api_url: "https://discord.com".into(),
+                guild_id: None,
+            });
+            let guild_id: u64 = dc
+                .guild_id
+                .as_deref()
+                .and_then(|g| g.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("[discord] guild_id must be set to the server's id (a number) to register the commands"))?;
+            let settings = greenlight::chat::discord::DiscordSettings {
+                api_url: dc.api_url.clone(),
+                // Serenity asks `GET /api/v10/gateway` through `api_url`.
+                gateway_url: None,
+                token,
+                guild_id,
+                environments: cfg
+                    .environments
+                    .iter()
+                    .map(|(k, e)| (k.0.clone(), e.display_name.clone()))
+                    .collect(),
+                request_timeout: std::time::Duration::from_secs(10),
+            };
+            let client = greenlight::chat::discord::DiscordClient::new(&settings)
+                .map_err(|e| anyhow::anyhow!("[discord] {e}"))?;
+            Some((settings, Arc::new(client)))
+        }
+        _ => None,
+    };
     let platforms = greenlight::app::Platforms {
         local,
         slack: slack.as_ref().map(|_| Arc::new(tokio::sync::Notify::new())),
+        discord: discord
+            .as_ref()
+            .map(|_| Arc::new(tokio::sync::Notify::new())),
     };
     let (app, mut handle, rx) =
         greenlight::app::App::start(cfg.clone(), link_base, telemetry.clone(), platforms.clone())
@@ -419,6 +453,29 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             }
         }
     }
+    let mut gateway = None;
+    if let (Some((settings, client)), Some(notify)) = (discord, platforms.discord.clone()) {
+        tokio::spawn(greenlight::chat::deliver::discord(
+            handle.store.clone(),
+            client,
+            notify,
+            telemetry.clone(),
+        ));
+        let bridge = Arc::new(greenlight::app::DiscordBridge {
+            tx: handle.tx.clone(),
+        });
+        let g = greenlight::chat::discord::Gateway::start(&settings, bridge)
+            .await
+            .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
+        telemetry
+            .connected
+            .get_or_create(&greenlight::telemetry::PlatformLabels {
+                platform: "discord".into(),
+            })
+            .set(1);
+        tracing::info!("discord: gateway started");
+        gateway = Some(g);
+    }
     let router = greenlight::http::router(handle, local);
     println!("listening on http://{addr}");
     use std::io::Write;
@@ -441,6 +498,9 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
     let r = app.run(rx, shutdown).await;
     if let Some(sm) = socket_mode {
         sm.shutdown().await;
+    }
+    if let Some(g) = gateway {
+        g.shutdown().await;
     }
     r
 }

@@ -356,6 +356,23 @@ impl Store {
             }))
     }
 
+    /// The thread channel created under a keyed message (Discord).
+    pub fn thread_of(&self, platform: &str, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .t
+            .get(format!("pthread/{platform}/{key}").as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    pub fn set_thread(&self, platform: &str, key: &str, thread: &str) -> Result<()> {
+        self.t.insert(
+            format!("pthread/{platform}/{key}").as_bytes(),
+            thread.as_bytes(),
+        )?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The core's key of a platform message, for reactions.
     pub fn key_of(&self, platform: &str, channel: &str, id: &str) -> Result<Option<String>> {
         Ok(self

@@ -2,77 +2,135 @@
 //! Retry-After), 5xx and timeouts; a delivered message's platform id is remembered so that
 //! edits, thread replies and reactions find it.
 
+use crate::chat::discord::{DiscordClient, DiscordError};
 use crate::chat::slack::{SlackClient, SlackError};
 use crate::store::{OutboxEntry, Store};
 use crate::telemetry::Telemetry;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Runs until the process ends.
+/// Why a delivery did not happen, in the terms the retry loop needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    RateLimited(Duration),
+    Transient(String),
+    Permanent(String),
+}
+
+impl From<SlackError> for Failure {
+    fn from(e: SlackError) -> Self {
+        match e {
+            SlackError::RateLimited { retry_after } => Failure::RateLimited(retry_after),
+            SlackError::Transient(m) => Failure::Transient(m),
+            SlackError::Permanent(m) => Failure::Permanent(m),
+        }
+    }
+}
+
+impl From<DiscordError> for Failure {
+    fn from(e: DiscordError) -> Self {
+        match e {
+            DiscordError::RateLimited { retry_after } => Failure::RateLimited(retry_after),
+            DiscordError::Transient(m) => Failure::Transient(m),
+            DiscordError::Permanent(m) => Failure::Permanent(m),
+        }
+    }
+}
+
+/// Where a delivered message landed: (channel, message id), for edits, threads and reactions.
+pub type Landed = Option<(String, String)>;
+
+/// The retry loop shared by every platform; runs until the process ends.
+pub async fn run<F, Fut>(
+    platform: &'static str,
+    store: Store,
+    notify: Arc<Notify>,
+    telemetry: Telemetry,
+    deliver: F,
+) where
+    F: Fn(OutboxEntry) -> Fut,
+    Fut: Future<Output = Result<Landed, Failure>>,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        telemetry
+            .outbox_depth
+            .set(store.outbox_len(platform) as i64);
+        let next = match store.outbox_first(platform) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(platform, error = %e, "cannot read the outbox");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some((k, entry)) = next else {
+            // Woken when something is queued; a periodic look costs nothing.
+            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
+            continue;
+        };
+        let key = entry.key.clone();
+        match deliver(entry.clone()).await {
+            Ok(landed) => {
+                backoff = Duration::from_millis(500);
+                let (channel, id) = match &landed {
+                    Some((c, i)) => (c.as_str(), Some(i.as_str())),
+                    None => (entry.channel.as_str(), None),
+                };
+                if let Err(e) = store.delivered(&k, platform, key.as_deref(), channel, id) {
+                    tracing::error!(platform, error = %e, "cannot record a delivery");
+                }
+            }
+            Err(Failure::RateLimited(retry_after)) => {
+                tracing::warn!(
+                    platform,
+                    retry_after_ms = retry_after.as_millis() as u64,
+                    "rate limited: waiting"
+                );
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(Failure::Transient(e)) => {
+                tracing::warn!(platform, error = %e, backoff_ms = backoff.as_millis() as u64, "delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(Failure::Permanent(e)) => {
+                tracing::error!(platform, error = %e, channel = %entry.channel, "the platform refused a message; dropped");
+                let _ = store.delivered(&k, platform, None, &entry.channel, None);
+            }
+        }
+    }
+}
+
+/// Slack's deliverer.
 pub async fn slack(
     store: Store,
     client: Arc<SlackClient>,
     notify: Arc<Notify>,
     telemetry: Telemetry,
 ) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        telemetry.outbox_depth.set(store.outbox_len("slack") as i64);
-        let next = match store.outbox_first("slack") {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let Some((k, entry)) = next else {
-            // Woken when something is queued; a periodic look-around costs nothing.
-            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
-            continue;
-        };
-        match deliver_slack(&store, &client, &entry).await {
-            Ok(id) => {
-                backoff = Duration::from_millis(500);
-                if let Err(e) = store.delivered(
-                    &k,
-                    "slack",
-                    entry.key.as_deref(),
-                    &entry.channel,
-                    id.as_deref(),
-                ) {
-                    tracing::error!(error = %e, "cannot record a delivery");
-                }
-            }
-            Err(SlackError::RateLimited { retry_after }) => {
-                tracing::warn!(
-                    retry_after_ms = retry_after.as_millis() as u64,
-                    "slack rate limit: waiting"
-                );
-                tokio::time::sleep(retry_after).await;
-            }
-            Err(SlackError::Transient(e)) => {
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "slack delivery failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(SlackError::Permanent(e)) => {
-                tracing::error!(error = %e, channel = %entry.channel, "slack refused a message; dropped");
-                let _ = store.delivered(&k, "slack", None, &entry.channel, None);
-            }
+    let s = store.clone();
+    run("slack", store, notify, telemetry, move |e| {
+        let (store, client) = (s.clone(), client.clone());
+        async move {
+            deliver_slack(&store, &client, &e)
+                .await
+                .map_err(Failure::from)
         }
-    }
+    })
+    .await
 }
 
-/// One message; returns the new message's ts when it posted one.
+/// One message; returns where a new message landed.
 async fn deliver_slack(
     store: &Store,
     client: &SlackClient,
     e: &OutboxEntry,
-) -> Result<Option<String>, SlackError> {
+) -> Result<Landed, SlackError> {
     if let Some(url) = &e.respond_url {
         client
             .respond(url, &e.text, e.ephemeral_to.is_some())
@@ -92,5 +150,68 @@ async fn deliver_slack(
     let ts = client
         .post_message(&e.channel, thread_ts.as_deref(), &e.text, e.buttons)
         .await?;
-    Ok(Some(ts))
+    Ok(Some((e.channel.clone(), ts)))
+}
+
+/// Discord's deliverer. A run's thread is a Discord thread created on the checklist message
+/// the first time something is posted under it; its id is remembered.
+pub async fn discord(
+    store: Store,
+    client: Arc<DiscordClient>,
+    notify: Arc<Notify>,
+    telemetry: Telemetry,
+) {
+    let s = store.clone();
+    run("discord", store, notify, telemetry, move |e| {
+        let (store, client) = (s.clone(), client.clone());
+        async move {
+            deliver_discord(&store, &client, &e)
+                .await
+                .map_err(Failure::from)
+        }
+    })
+    .await
+}
+
+async fn deliver_discord(
+    store: &Store,
+    client: &DiscordClient,
+    e: &OutboxEntry,
+) -> Result<Landed, DiscordError> {
+    let known = |key: &str| store.platform_ref("discord", key).ok().flatten();
+    if e.edit {
+        if let Some((channel, id)) = e.key.as_deref().and_then(known) {
+            client.edit_message(&channel, &id, &e.text).await?;
+            return Ok(None);
+        }
+    }
+    let channel = match e.thread_key.as_deref() {
+        Some(parent_key) => match store
+            .thread_of("discord", parent_key)
+            .map_err(|x| DiscordError::Transient(x.to_string()))?
+        {
+            Some(thread) => thread,
+            None => match known(parent_key) {
+                Some((parent_channel, parent_id)) => {
+                    let name = parent_key
+                        .split('/')
+                        .next()
+                        .unwrap_or("greenlight")
+                        .replace('-', " ");
+                    let thread = client
+                        .create_thread(&parent_channel, &parent_id, &format!("{name} checklist"))
+                        .await?;
+                    store
+                        .set_thread("discord", parent_key, &thread)
+                        .map_err(|x| DiscordError::Transient(x.to_string()))?;
+                    thread
+                }
+                // The parent never made it (dropped): post in the channel.
+                None => e.channel.clone(),
+            },
+        },
+        None => e.channel.clone(),
+    };
+    let id = client.post_message(&channel, &e.text).await?;
+    Ok(Some((channel, id)))
 }

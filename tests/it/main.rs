@@ -5,6 +5,8 @@ mod cli;
 mod command_driver;
 mod crash;
 mod deploy_files;
+mod discord;
+mod fake_discord;
 mod fake_slack;
 mod freeze;
 mod haproxy_prometheus;
