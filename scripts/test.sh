@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v faketime >/dev/null || need+=(faketime)
+command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v haproxy >/dev/null || need+=(haproxy)

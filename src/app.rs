@@ -299,20 +299,7 @@ impl App {
                 reply,
             } => {
                 let r = self.local_post(user, text, channel, thread_id, now);
-                match r {
-                    Ok(id) => {
-                        let _ = reply.send(Ok(id));
-                    }
-                    Err(e) => match e.downcast::<ApiError>() {
-                        Ok(api) => {
-                            let _ = reply.send(Err(api));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(ApiError::new(500, "internal error")));
-                            return Err(e);
-                        }
-                    },
-                }
+                answer_api(reply, r)?;
             }
             AppEvent::LocalReaction {
                 user,
@@ -320,20 +307,10 @@ impl App {
                 emoji,
                 add,
                 reply,
-            } => match self.local_reaction(user, message_id, emoji, add, now) {
-                Ok(changed) => {
-                    let _ = reply.send(Ok(changed));
-                }
-                Err(e) => match e.downcast::<ApiError>() {
-                    Ok(api) => {
-                        let _ = reply.send(Err(api));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(ApiError::new(500, "internal error")));
-                        return Err(e);
-                    }
-                },
-            },
+            } => {
+                let r = self.local_reaction(user, message_id, emoji, add, now);
+                answer_api(reply, r)?;
+            }
             AppEvent::Discord { inbound, answer } => {
                 let a = self.discord_inbound(inbound, now)?;
                 if let (Some(tx), Some(a)) = (answer, a) {
@@ -1248,6 +1225,27 @@ async fn sample(
     }
 }
 
+/// Answers a local API call: an `ApiError` goes back to the caller; any other error is the
+/// store failing, which stops the loop (after telling the caller).
+fn answer_api<T>(reply: oneshot::Sender<Result<T, ApiError>>, r: Result<T>) -> Result<()> {
+    match r {
+        Ok(v) => {
+            let _ = reply.send(Ok(v));
+            Ok(())
+        }
+        Err(e) => match e.downcast::<ApiError>() {
+            Ok(api) => {
+                let _ = reply.send(Err(api));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ApiError::new(500, "internal error")));
+                Err(e)
+            }
+        },
+    }
+}
+
 /// Writes that must land in the same batch as a step's changes (a platform event's id, so that
 /// a redelivery is recognised exactly when the step it caused was written).
 enum PreWrite {
@@ -1345,34 +1343,18 @@ impl crate::chat::discord::DiscordSink for DiscordBridge {
 /// Renders `<@person>` mentions with the platform's user ids (`<@U123>`), or `@person` when
 /// the person has no id there.
 fn mentions_for(cfg: &Config, platform: &str, text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("<@") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        match after.find('>') {
-            Some(j) => {
-                let name = &after[..j];
-                let id = cfg
-                    .users
-                    .get(&UserId::new(name))
-                    .and_then(|u| match platform {
-                        "slack" => u.slack.clone(),
-                        "discord" => u.discord.clone(),
-                        _ => None,
-                    });
-                match id {
-                    Some(id) => out.push_str(&format!("<@{id}>")),
-                    None => out.push_str(&format!("@{name}")),
-                }
-                rest = &after[j + 1..];
-            }
-            None => {
-                out.push_str(&rest[i..]);
-                rest = "";
-            }
+    crate::core::message::render_mentions(text, |name| {
+        let id = cfg
+            .users
+            .get(&UserId::new(name))
+            .and_then(|u| match platform {
+                "slack" => u.slack.clone(),
+                "discord" => u.discord.clone(),
+                _ => None,
+            });
+        match id {
+            Some(id) => format!("<@{id}>"),
+            None => format!("@{name}"),
         }
-    }
-    out.push_str(rest);
-    out
+    })
 }

@@ -36,25 +36,7 @@ pub fn known_channels(cfg: &Config) -> BTreeSet<String> {
 
 /// Mentions are written `<@name>` by the core; the local channel shows `@name`.
 pub fn render_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("<@") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        match after.find('>') {
-            Some(j) => {
-                out.push('@');
-                out.push_str(&after[..j]);
-                rest = &after[j + 1..];
-            }
-            None => {
-                out.push_str(&rest[i..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::core::message::render_mentions(text, |name| format!("@{name}"))
 }
 
 /// Normalises an emoji short name: skin-tone variants count as the base; `thumbsup` is `+1`.

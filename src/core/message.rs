@@ -52,6 +52,29 @@ impl Post {
     }
 }
 
+/// Replaces every `<@person>` mention marker with what `render` makes of the person's name;
+/// an unclosed marker is left as it is.
+pub fn render_mentions(text: &str, render: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("<@") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('>') {
+            Some(j) => {
+                out.push_str(&render(&after[..j]));
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Message keys of a run: the checklist parent is the thread everything else hangs under.
 pub fn checklist_key(run: RunId) -> String {
     format!("run-{run}/checklist")

@@ -2,43 +2,6 @@
 //! failure; health and smoke checks against the colours' URLs; no metrics is never a pass.
 
 use crate::harness::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct DemoApp(Child, String);
-
-impl DemoApp {
-    fn start(version: &str, colour: &str) -> DemoApp {
-        let mut c = Command::new(BIN)
-            .args([
-                "demo-app",
-                "--listen",
-                "127.0.0.1:0",
-                "--version",
-                version,
-                "--colour",
-                colour,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(c.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        DemoApp(
-            c,
-            line.trim().trim_start_matches("listening on ").to_string(),
-        )
-    }
-}
-
-impl Drop for DemoApp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config(recorder: &str, blue: &str, green: &str, deploy_args: &str) -> String {
     test_config(&format!(

@@ -414,6 +414,42 @@ impl Drop for Bot {
     }
 }
 
+/// A demo app started by the test itself (for setups where greenlight does not start it).
+pub struct DemoApp(pub Child, pub String);
+
+impl DemoApp {
+    pub fn start(version: &str, colour: &str) -> DemoApp {
+        let mut c = Command::new(BIN)
+            .args([
+                "demo-app",
+                "--listen",
+                "127.0.0.1:0",
+                "--version",
+                version,
+                "--colour",
+                colour,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the demo app");
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("first line");
+        DemoApp(
+            c,
+            line.trim().trim_start_matches("listening on ").to_string(),
+        )
+    }
+}
+
+impl Drop for DemoApp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn text(m: &Value) -> String {
     m["text"].as_str().unwrap_or("").to_string()
 }

@@ -2,41 +2,6 @@
 //! `kubectl` on PATH that records its arguments: no cluster can run here.
 
 use crate::harness::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct DemoApp(Child, String);
-
-impl Drop for DemoApp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn demo(version: &str) -> DemoApp {
-    let mut c = Command::new(BIN)
-        .args([
-            "demo-app",
-            "--listen",
-            "127.0.0.1:0",
-            "--version",
-            version,
-            "--colour",
-            "blue",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    DemoApp(
-        c,
-        line.trim().trim_start_matches("listening on ").to_string(),
-    )
-}
 
 fn calls(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -67,7 +32,7 @@ async fn the_kubernetes_examples_drive_kubectl() {
 
     // The example, with the colours' Services replaced by demo apps on loopback and short
     // monitoring; everything else as documented.
-    let app = demo("v1.0.0-faulty");
+    let app = DemoApp::start("v1.0.0-faulty", "blue");
     let example = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/kubernetes.toml"),
     )
