@@ -116,6 +116,25 @@ async fn the_staging_lifecycle_in_discord() {
     // A duplicated dispatch acts once.
     fake.duplicate_last();
     let (parent, thread, items) = checklist(&fake, 1).await;
+    // The 429 really happened, and the same message was posted again a second later.
+    let posts: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == RouteKind::CreateMessage)
+        .collect();
+    let limited = posts
+        .iter()
+        .position(|c| c.status == 429)
+        .expect("a rate-limited post");
+    let retry = &posts[limited + 1];
+    assert_eq!(
+        retry.body["content"], posts[limited].body["content"],
+        "the limited message is retried first (in order)"
+    );
+    assert!(
+        retry.at.duration_since(posts[limited].at) >= Duration::from_millis(900),
+        "retry_after honoured"
+    );
     let p = fake
         .messages()
         .into_iter()

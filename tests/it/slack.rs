@@ -86,6 +86,25 @@ async fn the_staging_lifecycle_in_slack() {
     // A redelivered envelope acts once.
     fake.redeliver(&env1);
     let (parent, items) = checklist(&fake, 1).await;
+    // The 429 really happened, and the same message was posted again at least a second later.
+    let posts: Vec<_> = fake
+        .api_calls()
+        .into_iter()
+        .filter(|c| c.method == "chat.postMessage")
+        .collect();
+    let limited = posts
+        .iter()
+        .position(|c| matches!(c.fault, Some(Fault::RateLimited { .. })))
+        .expect("a rate-limited post");
+    let retry = &posts[limited + 1];
+    assert_eq!(
+        retry.body["text"], posts[limited].body["text"],
+        "the limited message is retried first (in order)"
+    );
+    assert!(
+        retry.at.duration_since(posts[limited].at) >= Duration::from_millis(900),
+        "Retry-After honoured"
+    );
     let p = fake.message(STAGING, &parent).unwrap();
     assert!(
         p.text
