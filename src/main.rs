@@ -467,12 +467,22 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         let g = greenlight::chat::discord::Gateway::start(&settings, bridge)
             .await
             .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
-        telemetry
+        let g = Arc::new(g);
+        // /readyz and /metrics follow the shard's real connection state.
+        let connected = telemetry
             .connected
             .get_or_create(&greenlight::telemetry::PlatformLabels {
                 platform: "discord".into(),
             })
-            .set(1);
+            .clone();
+        let weak = Arc::downgrade(&g);
+        tokio::spawn(async move {
+            while let Some(g) = weak.upgrade() {
+                connected.set(g.connected() as i64);
+                drop(g);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
         tracing::info!("discord: gateway started");
         gateway = Some(g);
     }
@@ -499,8 +509,20 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
     if let Some(sm) = socket_mode {
         sm.shutdown().await;
     }
-    if let Some(g) = gateway {
-        g.shutdown().await;
+    if let Some(mut g) = gateway {
+        // The state watcher holds the gateway only for an instant.
+        for _ in 0..50 {
+            match Arc::try_unwrap(g) {
+                Ok(inner) => {
+                    inner.shutdown().await;
+                    break;
+                }
+                Err(still) => {
+                    g = still;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
     r
 }

@@ -203,3 +203,167 @@ pub fn check_service(env: &EnvConfig, service: Option<&str>) -> Result<(), Strin
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn cfg() -> Config {
+        crate::config::parse(include_str!("../../config/greenlight.toml"), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn the_permission_table() {
+        let c = cfg();
+        let prod = c.env(&EnvName::new("prod")).unwrap();
+        let rows = [
+            ("alice", Action::Deploy, true),
+            ("bob", Action::Deploy, true),
+            ("carol", Action::Deploy, false),
+            ("carol", Action::Lock, false),
+            ("carol", Action::Unlock, false),
+            ("carol", Action::Cancel, false),
+            ("carol", Action::Rollback, false),
+            ("bob", Action::Rollback, true),
+            ("alice", Action::Force, true),
+            ("bob", Action::Force, false),
+            ("mallory", Action::Deploy, false),
+        ];
+        for (who, action, allowed) in rows {
+            let r = may(&c, prod, &UserId::new(who), action);
+            assert_eq!(r.is_ok(), allowed, "{who} {action:?}: {r:?}");
+            if let Err(m) = r {
+                assert!(m.contains(who) && m.contains("group"), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn gates_list_every_blocker_and_force_passes_only_freezes() {
+        let c = cfg();
+        let prod = c.env(&EnvName::new("prod")).unwrap();
+        let friday = Utc.with_ymd_and_hms(2026, 11, 27, 17, 30, 0).unwrap();
+        let thursday = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let locked = EnvState {
+            lock: Some(Lock {
+                reason: "db work".into(),
+                by: "bob".into(),
+                at: thursday,
+                run: None,
+            }),
+            active_run: Some(RunId(7)),
+            ..Default::default()
+        };
+        let alice = UserId::new("alice");
+        let bob = UserId::new("bob");
+        let req = |user, force| Request {
+            user,
+            service: None,
+            force,
+        };
+        // Nothing in the way on a Thursday.
+        assert_eq!(
+            check_deploy(
+                &c,
+                prod,
+                &EnvState::default(),
+                None,
+                &req(&alice, None),
+                thursday
+            ),
+            Verdict::Allowed {
+                forced_past: vec![]
+            }
+        );
+        // Friday evening: frozen; alice's force passes the freeze, bob's does not.
+        match check_deploy(
+            &c,
+            prod,
+            &EnvState::default(),
+            None,
+            &req(&alice, None),
+            friday,
+        ) {
+            Verdict::Blocked(b) => assert!(matches!(
+                &b[..],
+                [Blocker::Freeze {
+                    force_refused: None,
+                    ..
+                }]
+            )),
+            v => panic!("{v:?}"),
+        }
+        match check_deploy(
+            &c,
+            prod,
+            &EnvState::default(),
+            None,
+            &req(&alice, Some("hotfix")),
+            friday,
+        ) {
+            Verdict::Allowed { forced_past } => assert_eq!(forced_past.len(), 1),
+            v => panic!("{v:?}"),
+        }
+        match check_deploy(
+            &c,
+            prod,
+            &EnvState::default(),
+            None,
+            &req(&bob, Some("hotfix")),
+            friday,
+        ) {
+            Verdict::Blocked(b) => assert!(b[0]
+                .describe(&c, prod)
+                .contains("bob is not in the break-glass group")),
+            v => panic!("{v:?}"),
+        }
+        // Lock, active run and freeze together; force never passes a lock.
+        match check_deploy(
+            &c,
+            prod,
+            &locked,
+            Some("monitoring"),
+            &req(&alice, Some("hotfix")),
+            friday,
+        ) {
+            Verdict::Blocked(b) => {
+                assert_eq!(b.len(), 2, "{b:?}");
+                assert!(b[0].describe(&c, prod).contains("locked by bob"));
+                assert!(b[1].describe(&c, prod).contains("run 7 is already active"));
+            }
+            v => panic!("{v:?}"),
+        }
+        // staging is never frozen by the prod rule.
+        let staging = c.env(&EnvName::new("staging")).unwrap();
+        assert!(matches!(
+            check_deploy(
+                &c,
+                staging,
+                &EnvState::default(),
+                None,
+                &req(&bob, None),
+                friday
+            ),
+            Verdict::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn services() {
+        let mut c = cfg();
+        let e = c.environments.get_mut(&EnvName::new("prod")).unwrap();
+        assert!(check_service(e, None).is_ok());
+        assert!(check_service(e, Some("api"))
+            .unwrap_err()
+            .contains("no services configured"));
+        e.services = vec!["api".into(), "web".into()];
+        assert!(check_service(e, None)
+            .unwrap_err()
+            .contains("--service is required (one of api, web)"));
+        assert!(check_service(e, Some("web")).is_ok());
+        assert!(check_service(e, Some("db"))
+            .unwrap_err()
+            .contains("unknown service \"db\""));
+    }
+}
