@@ -412,7 +412,7 @@ impl App {
         origin: &Origin,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let Some(parsed) = command::parse(text) else {
+        let Some(parsed) = command::parse_with(text, &self.cfg.version_patterns()) else {
             return Ok(());
         };
         let started = std::time::Instant::now();

@@ -179,6 +179,8 @@ pub struct EnvConfig {
     pub checklist_expiry: Duration,
     pub channels: Channels,
     pub services: Vec<String>,
+    /// Versions that are neither semver nor a git sha but accepted here (`*` = safe chars).
+    pub version_pattern: Option<String>,
     pub checklist: Vec<ChecklistItemConfig>,
     pub deploy: DeployConfig,
     pub traffic: TrafficConfig,
@@ -210,6 +212,14 @@ impl Config {
     pub fn env(&self, name: &EnvName) -> Option<&EnvConfig> {
         self.environments.get(name)
     }
+    /// Every environment's `version_pattern`, for the command parser.
+    pub fn version_patterns(&self) -> Vec<String> {
+        self.environments
+            .values()
+            .filter_map(|e| e.version_pattern.clone())
+            .collect()
+    }
+
     pub fn env_names(&self) -> String {
         self.environments
             .keys()
@@ -303,6 +313,7 @@ struct RawEnv {
     discord_incident_channel: Option<String>,
     #[serde(default)]
     services: Vec<String>,
+    version_pattern: Option<Spanned<String>>,
     #[serde(default)]
     checklist: Vec<RawItem>,
     deploy: Option<Spanned<RawDeploy>>,
@@ -923,6 +934,15 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 return cx.err(span, format!("metrics.provider must be \"scrape\", \"prometheus\" or \"none\", not \"{other}\""))
             }
         };
+        let version_pattern = match e.version_pattern {
+            Some(p) => {
+                if let Err(m) = crate::core::command::check_pattern(p.get_ref()) {
+                    return cx.err(p.span(), format!("environment \"{name}\": {m}"));
+                }
+                Some(p.into_inner())
+            }
+            None => None,
+        };
         let checklist_expiry = cx.opt_duration(
             &e.checklist_expiry,
             "checklist_expiry",
@@ -945,6 +965,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                     discord_incident_channel: e.discord_incident_channel,
                 },
                 services: e.services,
+                version_pattern,
                 checklist,
                 deploy,
                 traffic,

@@ -141,6 +141,12 @@ pub fn is_command(text: &str) -> bool {
 
 /// Parses `/deploy ...` or `/rollback ...`. `None` when the text is not a command.
 pub fn parse(text: &str) -> Option<Result<Command, UsageError>> {
+    parse_with(text, &[])
+}
+
+/// Like `parse`, also accepting versions that match one of the configured `version_pattern`s
+/// (the engine then checks the pattern of the environment named).
+pub fn parse_with(text: &str, patterns: &[String]) -> Option<Result<Command, UsageError>> {
     if !is_command(text) {
         return None;
     }
@@ -149,13 +155,17 @@ pub fn parse(text: &str) -> Option<Result<Command, UsageError>> {
         .split_once(char::is_whitespace)
         .unwrap_or((trimmed, ""));
     Some(match head {
-        "/deploy" => parse_deploy(rest),
+        "/deploy" => parse_deploy_with(rest, patterns),
         _ => parse_rollback(rest),
     })
 }
 
 /// Parses the arguments of `/deploy` (what Slack sends as the command's `text`).
 pub fn parse_deploy(args: &str) -> Result<Command, UsageError> {
+    parse_deploy_with(args, &[])
+}
+
+fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageError> {
     let tokens = tokenize(args).map_err(|e| UsageError::new(e, USAGE_DEPLOY))?;
     let Some(first) = tokens.first() else {
         return Err(UsageError::new(
@@ -255,7 +265,7 @@ pub fn parse_deploy(args: &str) -> Result<Command, UsageError> {
                     service = Some(service_name(value, USAGE_WHY_NOT)?);
                 }
             }
-            let (version, env) = version_env(&pos, USAGE_WHY_NOT)?;
+            let (version, env) = version_env(&pos, patterns, USAGE_WHY_NOT)?;
             Ok(Command::WhyNot {
                 version,
                 env,
@@ -298,7 +308,7 @@ pub fn parse_deploy(args: &str) -> Result<Command, UsageError> {
                     _ => args.dry_run = true,
                 }
             }
-            let (version, env) = version_env(&pos, USAGE_DEPLOY)?;
+            let (version, env) = version_env(&pos, patterns, USAGE_DEPLOY)?;
             args.version = version;
             args.env = env;
             Ok(Command::Deploy(args))
@@ -335,22 +345,70 @@ fn no_opts(opts: &[(String, Option<String>)], usage: &'static str) -> Result<(),
     }
 }
 
-fn version_env(pos: &[String], usage: &'static str) -> Result<(String, EnvName), UsageError> {
+fn version_env(
+    pos: &[String],
+    patterns: &[String],
+    usage: &'static str,
+) -> Result<(String, EnvName), UsageError> {
+    let check = |v: &str| {
+        if patterns.iter().any(|p| matches_pattern(p, v)) {
+            Ok(())
+        } else {
+            check_version(v).map_err(|e| UsageError::new(e, usage))
+        }
+    };
     match pos {
         [] => Err(UsageError::new("missing version and environment", usage)),
         [v] => {
-            check_version(v).map_err(|e| UsageError::new(e, usage))?;
+            check(v)?;
             Err(UsageError::new("missing environment", usage))
         }
         [v, env] => {
-            check_version(v).map_err(|e| UsageError::new(e, usage))?;
+            check(v)?;
             Ok((v.clone(), env_name(env, usage)?))
         }
         [v, _, more @ ..] => {
-            check_version(v).map_err(|e| UsageError::new(e, usage))?;
+            check(v)?;
             Err(extra(more, usage))
         }
     }
+}
+
+/// Characters a version may carry when it matches a configured pattern (it ends up in
+/// commands and URLs): letters, digits, `.`, `_`, `-`, `+`.
+fn safe_version_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')
+}
+
+/// Is `pattern` a usable `version_pattern`? Safe characters and `*` only, not just `*`.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.chars().all(|c| c == '*') {
+        return Err(format!(
+            "version_pattern \"{pattern}\" must have more than `*`"
+        ));
+    }
+    match pattern.chars().find(|c| *c != '*' && !safe_version_char(*c)) {
+        Some(c) => Err(format!(
+            "version_pattern \"{pattern}\": '{c}' is not allowed (letters, digits, . _ - + and * only)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Glob match where `*` stands for one or more safe characters; the version must consist of
+/// safe characters only, at most 128, and not start with `-`.
+pub fn matches_pattern(pattern: &str, v: &str) -> bool {
+    if v.is_empty() || v.len() > 128 || v.starts_with('-') || !v.chars().all(safe_version_char) {
+        return false;
+    }
+    fn go(p: &[u8], v: &[u8]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some((b'*', rest)) => (1..=v.len()).any(|n| go(rest, &v[n..])),
+            Some((c, rest)) => v.first() == Some(c) && go(rest, &v[1..]),
+        }
+    }
+    check_pattern(pattern).is_ok() && go(pattern.as_bytes(), v.as_bytes())
 }
 
 fn service_name(value: Option<String>, usage: &'static str) -> Result<String, UsageError> {
@@ -770,6 +828,36 @@ mod tests {
         ] {
             assert!(check_version(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn version_patterns() {
+        let pats = vec!["release-*".to_string(), "build-*-prod".to_string()];
+        for (v, ok) in [
+            ("release-42", true),
+            ("release-2026.11.26", true),
+            ("release-", false),
+            ("release-4;rm", false),
+            ("build-7-prod", true),
+            ("build--prod", false),
+            ("nightly-1", false),
+        ] {
+            assert_eq!(pats.iter().any(|p| matches_pattern(p, v)), ok, "{v}");
+        }
+        let cmd = parse_with("/deploy release-42 prod", &pats)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(cmd, Command::Deploy(ref d) if d.version == "release-42"));
+        assert!(
+            parse("/deploy release-42 prod").unwrap().is_err(),
+            "without the pattern it is refused"
+        );
+        assert!(parse_with("/deploy release-4$(id) prod", &pats)
+            .unwrap()
+            .is_err());
+        assert!(check_pattern("*").is_err());
+        assert!(check_pattern("rel/*").is_err());
+        assert!(check_pattern("rel-*").is_ok());
     }
 
     #[test]

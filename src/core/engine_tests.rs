@@ -2308,3 +2308,31 @@ fn force_given_before_a_freeze_opens_passes_the_later_gates_and_is_announced() {
     let ch = h.approve_all(id, "alice", fri(17, 5));
     assert_eq!(run_of(&ch, id).phase, Phase::Rejected);
 }
+
+#[test]
+fn a_version_pattern_is_per_environment() {
+    let text = include_str!("../../config/greenlight.toml").replace(
+        "[environments.staging]\n",
+        "[environments.staging]\nversion_pattern = \"release-*\"\n",
+    );
+    let cfg = crate::config::parse(&text, &|_| None).unwrap();
+    let patterns = cfg.version_patterns();
+    let mut e = Engine::new(Arc::new(cfg), "http://127.0.0.1:8080".into());
+    let parse = |t: &str| command::parse_with(t, &patterns).unwrap().unwrap();
+    let ch = e.command(
+        &user("alice"),
+        parse("/deploy release-42 staging"),
+        wed(10, 0),
+    );
+    assert_eq!(ch.runs.len(), 1, "{:?}", ch.reply);
+    let ch = e.command(&user("alice"), parse("/deploy release-42 prod"), wed(10, 0));
+    let r = ch.reply.unwrap();
+    assert!(
+        r.private
+            && r.text
+                .contains("invalid version \"release-42\" for Production"),
+        "{}",
+        r.text
+    );
+    assert!(ch.runs.is_empty());
+}

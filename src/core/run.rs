@@ -476,6 +476,28 @@ impl Engine {
                 return tx.ch;
             }
         }
+        // A version accepted by another environment's pattern must fit this one's too.
+        let version = match &cmd {
+            Command::Deploy(d) => Some((&d.version, &d.env)),
+            Command::WhyNot { version, env, .. } => Some((version, env)),
+            _ => None,
+        };
+        if let Some((v, env)) = version {
+            if command::check_version(v).is_err() {
+                let pattern = self.env_cfg(env).version_pattern.clone();
+                if !pattern
+                    .as_deref()
+                    .is_some_and(|p| command::matches_pattern(p, v))
+                {
+                    tx.ch.reply = Some(Reply::private(format!(
+                        "invalid version \"{v}\" for {}: expected v?MAJOR.MINOR.PATCH[-pre][+build], a git sha (7 to 40 hex digits){}. Usage: {usage}",
+                        self.env_cfg(env).display_name,
+                        pattern.map(|p| format!(" or {p}")).unwrap_or_default()
+                    )));
+                    return tx.ch;
+                }
+            }
+        }
         let reply = match cmd {
             Command::Help => Reply::private(command::help_text()),
             Command::Deploy(args) => self.deploy(&mut tx, user, args),

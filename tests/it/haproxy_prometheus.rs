@@ -241,13 +241,20 @@ critical = true
         }
     }
 
-    /// The colour HAProxy really sends traffic to, read over its admin socket.
+    /// The colour HAProxy really sends traffic to, read over its admin socket (None while none,
+    /// or both in the middle of a switch).
     pub async fn live(&self) -> Option<String> {
         let h = greenlight::deploy::haproxy::HaproxyDriver::new(
             greenlight::deploy::haproxy::Socket::parse(&self.socket.display().to_string()),
             "app",
         );
-        h.live().await.unwrap().map(|c| c.to_string())
+        match h.live().await {
+            Ok(c) => c.map(|c| c.to_string()),
+            // Mid-switch both colours take traffic for an instant (ready, then drain): no
+            // single live colour yet.
+            Err(e) if e.contains("both blue and green") => None,
+            Err(e) => panic!("cannot read HAProxy's state: {e}"),
+        }
     }
 
     /// Waits until Prometheus has request data for `colour` (it scrapes every second).
