@@ -145,8 +145,11 @@ pub struct App {
     messages: usize,
     telemetry: Telemetry,
     platforms: Platforms,
-    /// The answer of the last command handled (a Discord interaction takes it).
-    last_reply: Option<crate::core::run::Reply>,
+    /// Each Prometheus-judged environment's client, built once (a client per sample would
+    /// rebuild its connection pool and TLS setup every evaluation).
+    prometheus: BTreeMap<EnvName, crate::metrics::prometheus::Prometheus>,
+    /// Every environment's `version_pattern`, for the command parser (fixed at start).
+    version_patterns: Vec<String>,
 }
 
 /// A handle the HTTP server uses to talk to the loop and read the store.
@@ -191,7 +194,20 @@ impl App {
             messages: store.message_count(),
             telemetry: telemetry.clone(),
             platforms,
-            last_reply: None,
+            version_patterns: cfg.version_patterns(),
+            prometheus: cfg
+                .environments
+                .iter()
+                .filter_map(|(k, e)| match &e.metrics {
+                    MetricsConfig::Prometheus(pc) => {
+                        // Validated when the config was loaded.
+                        crate::metrics::prometheus::Prometheus::new(pc.clone())
+                            .ok()
+                            .map(|p| (k.clone(), p))
+                    }
+                    _ => None,
+                })
+                .collect(),
         };
         let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
@@ -403,7 +419,8 @@ impl App {
         Ok(id.to_string())
     }
 
-    /// Parses and carries out a command from any platform; the answer goes back to `origin`.
+    /// Parses and carries out a command from any platform; the answer goes back to `origin`
+    /// and is also returned (a Discord interaction answers with it).
     fn handle_command(
         &mut self,
         pre: Option<PreWrite>,
@@ -411,9 +428,9 @@ impl App {
         text: &str,
         origin: &Origin,
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        let Some(parsed) = command::parse_with(text, &self.cfg.version_patterns()) else {
-            return Ok(());
+    ) -> Result<Option<crate::core::run::Reply>> {
+        let Some(parsed) = command::parse_with(text, &self.version_patterns) else {
+            return Ok(None);
         };
         let started = std::time::Instant::now();
         let ch = match parsed {
@@ -443,8 +460,7 @@ impl App {
         self.telemetry
             .ack_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.last_reply = reply;
-        Ok(())
+        Ok(reply)
     }
 
     /// Handles one Discord event, once. A command's answer is returned for the interaction.
@@ -482,9 +498,8 @@ impl App {
                         ephemeral: true,
                     }));
                 };
-                self.last_reply = None;
-                self.handle_command(Some(pre), &uid, &text, &Origin::Discord, now)?;
-                Ok(Some(match self.last_reply.take() {
+                let reply = self.handle_command(Some(pre), &uid, &text, &Origin::Discord, now)?;
+                Ok(Some(match reply {
                     Some(r) => CommandAnswer {
                         text: mentions_for(&self.cfg, "discord", &r.text),
                         ephemeral: r.private,
@@ -576,13 +591,14 @@ impl App {
                 };
                 match self.person("slack", &user) {
                     Some(uid) => {
-                        return self.handle_command(
+                        self.handle_command(
                             Some(pre),
                             &uid,
                             &format!("{command} {text}"),
                             &origin,
                             now,
-                        )
+                        )?;
+                        return Ok(());
                     }
                     None => (Self::unknown_person("slack", &user), Some(origin)),
                 }
@@ -933,6 +949,12 @@ impl App {
         let cfg = self.cfg.clone();
         let http = self.http.clone();
         let scraper = self.scraper.clone();
+        let prometheus = match &action {
+            Action::Baseline { env, .. } | Action::Sample { env, .. } => {
+                self.prometheus.get(env).cloned()
+            }
+            _ => None,
+        };
         let snapshots = self.snapshots.clone();
         let env_name = match &action {
             Action::DeployIdle { env, .. }
@@ -995,7 +1017,17 @@ impl App {
                         run,
                         attempt,
                         Outcome::Baseline(
-                            sample(&scraper, &driver, env, colour, None, window).await.0,
+                            sample(
+                                &scraper,
+                                prometheus.as_ref(),
+                                &driver,
+                                env,
+                                colour,
+                                None,
+                                window,
+                            )
+                            .await
+                            .0,
                         ),
                     )
                 }
@@ -1026,8 +1058,16 @@ impl App {
                     ..
                 } => {
                     let prev = snapshots.lock().expect("snapshots").get(&run).cloned();
-                    let (s, snap) =
-                        sample(&scraper, &driver, env, colour, prev, Duration::from_secs(1)).await;
+                    let (s, snap) = sample(
+                        &scraper,
+                        prometheus.as_ref(),
+                        &driver,
+                        env,
+                        colour,
+                        prev,
+                        Duration::from_secs(1),
+                    )
+                    .await;
                     if let Some(snap) = snap {
                         snapshots.lock().expect("snapshots").insert(run, snap);
                     }
@@ -1161,6 +1201,7 @@ async fn critical_path(
 /// Measures a colour over a window: from `prev` (the last snapshot) to now, or over `window`.
 async fn sample(
     scraper: &Scraper,
+    prometheus: Option<&crate::metrics::prometheus::Prometheus>,
     driver: &Driver,
     env: &crate::config::EnvConfig,
     colour: Colour,
@@ -1171,11 +1212,11 @@ async fn sample(
         MetricsConfig::Scrape { path, match_colour } => {
             (path, match_colour.then_some(colour.as_str()))
         }
-        MetricsConfig::Prometheus(pc) => {
+        MetricsConfig::Prometheus(_) => {
             // PromQL rates over the configured window: no deltas to keep.
-            let s = match crate::metrics::prometheus::Prometheus::new(pc.clone()) {
-                Ok(p) => p.sample(colour.as_str(), &env.name.0).await,
-                Err(e) => Sample::Unavailable(format!("prometheus: {e}")),
+            let s = match prometheus {
+                Some(p) => p.sample(colour.as_str(), &env.name.0).await,
+                None => Sample::Unavailable("prometheus: no client for this environment".into()),
             };
             return (s, None);
         }

@@ -56,10 +56,15 @@ pub async fn run<F, Fut>(
     Fut: Future<Output = Result<Landed, Failure>>,
 {
     let mut backoff = Duration::from_millis(500);
+    // Counting the outbox is a scan: at most once a second, not once per message.
+    let mut counted: Option<std::time::Instant> = None;
     loop {
-        telemetry
-            .outbox_depth
-            .set(store.outbox_len(platform) as i64);
+        if counted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            telemetry
+                .outbox_depth
+                .set(store.outbox_len(platform) as i64);
+            counted = Some(std::time::Instant::now());
+        }
         let next = match store.outbox_first(platform) {
             Ok(n) => n,
             Err(e) => {
@@ -69,6 +74,7 @@ pub async fn run<F, Fut>(
             }
         };
         let Some((k, entry)) = next else {
+            telemetry.outbox_depth.set(0);
             // Woken when something is queued; a periodic look costs nothing.
             let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
             continue;
