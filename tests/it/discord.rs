@@ -316,5 +316,4 @@ async fn slack_and_discord_at_once_each_where_it_belongs() {
             .any(|m| m.content.contains("Production locked")),
         "prod has no Discord channel"
     );
-    let _ = Duration::ZERO;
 }

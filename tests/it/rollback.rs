@@ -2,7 +2,6 @@
 //! (latency), and `/rollback` by hand; the pre-switch failure path of a broken deploy.
 
 use crate::harness::*;
-use std::time::Duration;
 
 async fn stable_v120(bot: &Bot) {
     bot.say("alice", "/deploy v1.2.0 staging").await;
@@ -139,5 +138,4 @@ async fn a_failing_smoke_test_never_switches_traffic() {
     let (_, run) = bot.get_json("/api/runs/1").await;
     assert_eq!(run["run"]["phase"], "failed");
     assert_eq!(run["run"]["switch_intents"], 0);
-    let _ = Duration::ZERO;
 }

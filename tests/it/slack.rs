@@ -396,5 +396,4 @@ async fn http_mode_checks_signatures_windows_and_replays() {
         .await
         .unwrap()
         .contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
-    let _ = Duration::ZERO;
 }
