@@ -107,10 +107,21 @@ async fn slack_commands(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    slack_form(h, headers, body, crate::chat::slack::parse_command_form).await
+}
+
+/// A signed form-encoded Slack request (a slash command or an interaction), parsed and handed
+/// to the loop.
+async fn slack_form(
+    h: Handle,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+    parse: fn(&[u8]) -> Result<crate::chat::slack::SlackInbound, String>,
+) -> Response {
     if let Err(r) = slack_verify(&h, &headers, &body) {
         return *r;
     }
-    match crate::chat::slack::parse_command_form(&body) {
+    match parse(&body) {
         Ok(inbound) => slack_forward(&h, inbound).await,
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
@@ -139,13 +150,7 @@ async fn slack_interactions(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = slack_verify(&h, &headers, &body) {
-        return *r;
-    }
-    match crate::chat::slack::parse_interaction_form(&body) {
-        Ok(inbound) => slack_forward(&h, inbound).await,
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
-    }
+    slack_form(h, headers, body, crate::chat::slack::parse_interaction_form).await
 }
 
 /// Ready when the store answers and every configured platform is connected.
