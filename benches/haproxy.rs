@@ -84,7 +84,7 @@ fn main() {
                 let trigger = r
                     .status
                     .iter()
-                    .find(|l| l.starts_with("✖ check"))
+                    .find(|l| l.starts_with("✖"))
                     .cloned()
                     .unwrap_or_default();
                 eprintln!(

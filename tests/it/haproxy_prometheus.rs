@@ -8,10 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Prometheus' scrape interval in these tests.
-const SCRAPE_INTERVAL: &str = "1s";
-/// The bot's PromQL rate window (at least 4x the scrape interval).
-const WINDOW: &str = "5s";
+/// Prometheus' scrape interval in these tests. A breach is only seen at the first check after a
+/// scrape has picked it up, so the scrape interval is part of breach -> traffic back: with 1 s a
+/// fault starting just before a check was seen one interval late.
+const SCRAPE_INTERVAL: &str = "200ms";
+/// The bot's PromQL rate window (5x the scrape interval). A p99 over the window rises only once
+/// more than 1% of the window's requests are slow: with 5 s of healthy traffic at 100-200
+/// requests/s and slow requests holding the load generator's workers (about 7-13 slow
+/// answers/s), that took most of a second more than with 1 s.
+const WINDOW: &str = "1s";
 /// The bot's monitoring interval.
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
 
