@@ -20,10 +20,13 @@ const WINDOW: &str = "1s";
 /// The bot's monitoring interval.
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
 
-fn free_port() -> u16 {
-    // HAProxy and Prometheus cannot report a port-0 bind: take a free one from the kernel.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// `N` distinct free ports. HAProxy and Prometheus cannot report a port-0 bind: take them from
+/// the kernel, holding each listener until all are taken so no two are the same.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 struct Proc(Child);
@@ -108,8 +111,8 @@ impl Lb {
     pub async fn start(socket_present: bool) -> Lb {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ports = [free_port(), free_port()];
-        let (fport, pport) = (free_port(), free_port());
+        let [p0, p1, fport, pport] = free_ports();
+        let ports = [p0, p1];
         std::fs::write(d.join("blue.port"), ports[0].to_string()).unwrap();
         std::fs::write(d.join("green.port"), ports[1].to_string()).unwrap();
         write_exec(&d.join("deploy.sh"), DEPLOY_SH);
