@@ -42,6 +42,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Sample { .. } => "sample",
         Action::SwitchBack { .. } => "switch_back",
         Action::Teardown { .. } => "teardown",
+        Action::Observe { .. } => "observe",
     }
 }
 
@@ -83,6 +84,11 @@ pub enum AppEvent {
         run: RunId,
         attempt: u32,
         outcome: Outcome,
+    },
+    /// The traffic step's answer outside any run (looking again at an unseen environment).
+    Observed {
+        env: EnvName,
+        view: crate::core::run::LiveView,
     },
     /// Something from Discord; a command's answer goes back through `answer`.
     Discord {
@@ -135,7 +141,9 @@ pub struct App {
     store: Store,
     engine: Engine,
     drivers: BTreeMap<EnvName, Driver>,
-    timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
+    /// Armed timers by monotonic deadline: a wall clock that steps back (or forward) while
+    /// the bot runs neither delays nor hurries them.
+    timers: BTreeMap<(tokio::time::Instant, u64), Timer>,
     timer_seq: u64,
     tx: mpsc::Sender<AppEvent>,
     http: reqwest::Client,
@@ -215,31 +223,23 @@ impl App {
             let driver = Driver::start(env, &cfg.bot.data_dir)
                 .await
                 .with_context(|| format!("environment {name}"))?;
-            let st = app.engine.envs.get(name).cloned().unwrap_or_default();
-            let live = driver
+            let st = app.engine.env(name).cloned().unwrap_or_default();
+            let view = driver
                 .restore(st.live, st.blue.as_deref(), st.green.as_deref())
                 .await
                 .with_context(|| format!("restoring environment {name}"))?;
+            if let crate::core::run::LiveView::Unseen(why) = &view {
+                tracing::warn!(env = %name, reason = %why, "cannot see which colour is live; deploys are refused until it can");
+            }
             let url = driver.entry_url();
             app.drivers.insert(name.clone(), driver);
-            let mut changed = st.url != url;
-            let st_mut = app.engine.envs.get_mut(name).expect("env");
-            st_mut.url = url;
-            let active = st.active_run.filter(|id| app.engine.runs.contains_key(id));
-            if active.is_none() && st.live != live {
-                st_mut.live = live;
-                changed = true;
-            }
-            if changed {
-                let st = st_mut.clone();
-                let mut ws = app.store.begin();
-                ws.put_env(name, &st);
-                ws.commit()?;
-            }
-            if let Some(id) = active {
-                let ch = app.engine.resume(id, live, now);
-                app.apply(ch, None)?;
-            }
+            let active = st.active_run.filter(|id| app.engine.run(*id).is_some());
+            let mut ch = match active {
+                Some(id) => app.engine.resume(id, view, now),
+                None => app.engine.observed(name, view, now),
+            };
+            ch.extend(app.engine.set_entry_url(name, url, now));
+            app.apply(ch, None)?;
         }
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
@@ -266,10 +266,7 @@ impl App {
             let next = self.timers.keys().next().map(|(at, _)| *at);
             let sleep = async {
                 match next {
-                    Some(at) => {
-                        let d = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                        tokio::time::sleep(d).await
-                    }
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -281,8 +278,9 @@ impl App {
                 },
                 _ = sleep => {
                     let now = Utc::now();
+                    let mono = tokio::time::Instant::now();
                     while let Some(entry) = self.timers.first_entry() {
-                        if entry.key().0 > now {
+                        if entry.key().0 > mono {
                             break;
                         }
                         let t = entry.remove();
@@ -301,7 +299,9 @@ impl App {
 
     fn arm(&mut self, at: DateTime<Utc>, t: Timer) {
         self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), t);
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        self.timers
+            .insert((tokio::time::Instant::now() + wait, self.timer_seq), t);
     }
 
     fn handle(&mut self, ev: AppEvent) -> Result<()> {
@@ -345,6 +345,10 @@ impl App {
                 outcome,
             } => {
                 let ch = self.engine.result(run, attempt, outcome, now);
+                self.apply(ch, None)?;
+            }
+            AppEvent::Observed { env, view } => {
+                let ch = self.engine.observed(&env, view, now);
                 self.apply(ch, None)?;
             }
         }
@@ -717,7 +721,7 @@ impl App {
                         &msg.channel,
                         thread,
                         &reply.text,
-                        None,
+                        reply.private.then(|| user.clone()),
                         None,
                         now,
                     )?;
@@ -794,6 +798,14 @@ impl App {
                     })?;
                 }
             }
+            // A post meant for one person reaches Slack only as an ephemeral message to them.
+            let slack_to = match &p.to {
+                Some(u) => match self.cfg.users.get(u).and_then(|x| x.slack.clone()) {
+                    Some(id) => Some(id),
+                    None => continue,
+                },
+                None => None,
+            };
             if self.platforms.slack.is_some() && wants("slack") {
                 if let Some(channel) = slack_channel(&self.cfg, p) {
                     let buttons = matches!(
@@ -809,7 +821,7 @@ impl App {
                         edit: p.edit,
                         buttons,
                         respond_url: None,
-                        ephemeral_to: None,
+                        ephemeral_to: slack_to,
                     })?;
                 }
             }
@@ -963,7 +975,8 @@ impl App {
             | Action::Switch { env, .. }
             | Action::Sample { env, .. }
             | Action::SwitchBack { env, .. }
-            | Action::Teardown { env, .. } => env.clone(),
+            | Action::Teardown { env, .. }
+            | Action::Observe { env, .. } => env.clone(),
         };
         let Some(driver) = self.drivers.get(&env_name).cloned() else {
             return;
@@ -972,7 +985,7 @@ impl App {
         let name = action_name(&action);
         let run_version = match &action {
             Action::Verify { run, .. } | Action::Sample { run, .. } => {
-                self.engine.runs.get(run).map(|r| r.version.clone())
+                self.engine.run(*run).map(|r| r.version.clone())
             }
             _ => None,
         };
@@ -1095,6 +1108,16 @@ impl App {
                 Action::Teardown { colour, .. } => {
                     driver.teardown(colour).await;
                     return;
+                }
+                Action::Observe { env, run } => {
+                    let view = driver.observe().await;
+                    match run {
+                        Some((run, attempt)) => (run, attempt, Outcome::Observed(view)),
+                        None => {
+                            let _ = tx.send(AppEvent::Observed { env, view }).await;
+                            return;
+                        }
+                    }
                 }
             };
             fault(&format!("after:{name}"));

@@ -137,7 +137,8 @@ pub fn render_post(
         Some(k) => ws.id_for_key(k)?.map(|id| id.to_string()),
         None => None,
     };
-    add_bot_message(ws, channel, thread, &p.text, None, p.key.clone(), now)?;
+    let visible_to = p.to.as_ref().map(|u| u.0.clone());
+    add_bot_message(ws, channel, thread, &p.text, visible_to, p.key.clone(), now)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // HAProxy and Prometheus cannot report a port-0 bind: take a free one from the kernel.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -48,7 +48,7 @@ impl Drop for Lb {
     }
 }
 
-const DEPLOY_SH: &str = r#"#!/bin/sh
+pub const DEPLOY_SH: &str = r#"#!/bin/sh
 # deploy.sh VERSION COLOUR: (re)start the demo app of COLOUR on its port with VERSION.
 dir=$(dirname "$0")
 port=$(cat "$dir/$2.port")
@@ -68,14 +68,14 @@ until "$GREENLIGHT_BIN" healthcheck --url "http://127.0.0.1:$port" 2>/dev/null; 
 done
 "#;
 
-const TEARDOWN_SH: &str = r#"#!/bin/sh
+pub const TEARDOWN_SH: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 [ -f "$dir/$1.pid" ] && kill "$(cat "$dir/$1.pid")" 2>/dev/null
 rm -f "$dir/$1.pid"
 exit 0
 "#;
 
-fn write_exec(path: &Path, text: &str) {
+pub fn write_exec(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
@@ -521,20 +521,43 @@ async fn failed_health_or_smoke_never_switches_and_no_data_is_not_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_haproxy_socket_fails_the_run_safely() {
+async fn a_missing_haproxy_socket_refuses_the_deploy_and_touches_nothing() {
+    // HAProxy serves blue; greenlight starts on a fresh data directory with a socket path
+    // that does not exist: it cannot see which colour is live, so it deploys nothing.
     let lb = Lb::start(false).await;
-    lb.bot.say("alice", "/deploy v1.1.0 lb").await;
-    lb.bot.approve_all(1, "bob").await;
-    let m = lb
-        .bot
-        .wait_text("❌ Deployment failed. Reason: traffic switch failed", LONG)
-        .await;
-    let t = text(&m);
+    let load = Load::start(&lb.frontend, 2, Duration::from_millis(50));
+    let blue_pid = std::fs::read_to_string(lb.dir.path().join("blue.pid")).unwrap();
+    let id = lb.bot.say("alice", "/deploy v1.5.0 lb").await;
+    let ans = text(&lb.bot.answer_to(&id).await);
     assert!(
-        t.contains("missing.sock") && t.contains("No such file or directory"),
-        "{t}"
+        ans.starts_with("Refused: greenlight cannot see which colour is live on LB: HAProxy:")
+            && ans.contains("missing.sock")
+            && !ans.contains('\n')
+            && !ans.contains("Usage:"),
+        "one line that says why: {ans}"
     );
-    assert_eq!(lb.live().await.as_deref(), Some("blue"), "nothing switched");
+    let id = lb.bot.say("carol", "/deploy status lb").await;
+    let st = text(&lb.bot.answer_to(&id).await);
+    assert!(st.contains("LB: ⚠️ live colour unknown (HAProxy:"), "{st}");
+    let id = lb.bot.say("carol", "/deploy why-not v1.5.0 lb").await;
+    let wn = text(&lb.bot.answer_to(&id).await);
+    assert!(
+        wn.contains("• greenlight cannot see which colour is live on LB"),
+        "{wn}"
+    );
     let (_, run) = lb.bot.get_json("/api/runs/1").await;
-    assert_eq!(run["run"]["phase"], "failed");
+    assert!(run.get("run").is_none(), "no run was created: {run}");
+    // Blue was never redeployed nor torn down, and it kept serving.
+    assert_eq!(
+        std::fs::read_to_string(lb.dir.path().join("blue.pid")).unwrap(),
+        blue_pid
+    );
+    let ok = load.ok.clone();
+    wait_until("requests through HAProxy", LONG, move || {
+        ok.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    let (_, failed) = load.stop().await;
+    assert_eq!(failed, 0, "no request failed");
+    assert_eq!(lb.live().await.as_deref(), Some("blue"));
 }
