@@ -16,3 +16,4 @@ mod lifecycle;
 mod page;
 mod rollback;
 mod slack;
+mod trust;
