@@ -221,46 +221,51 @@ fn error(status: u16, message: impl Into<String>) -> Response {
 /// Parses a JSON object body (an array or any other JSON value is refused).
 fn parse_body<T: for<'de> Deserialize<'de>>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            error(
-                413,
-                format!("the request body is too large (at most {BODY_LIMIT} bytes)"),
-            )
-        } else {
-            let t = r.body_text();
-            error(
-                r.status().as_u16(),
-                format!(
-                    "bad request: {}",
-                    t.lines().next().unwrap_or("unreadable body")
-                ),
-            )
-        }
-    })?;
+) -> Result<T, Box<Response>> {
+    let body = body
+        .map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                error(
+                    413,
+                    format!("the request body is too large (at most {BODY_LIMIT} bytes)"),
+                )
+            } else {
+                let t = r.body_text();
+                error(
+                    r.status().as_u16(),
+                    format!(
+                        "bad request: {}",
+                        t.lines().next().unwrap_or("unreadable body")
+                    ),
+                )
+            }
+        })
+        .map_err(Box::new)?;
     let first_line = |e: serde_json::Error| {
         let msg = e.to_string();
-        error(
+        Box::new(error(
             400,
             format!("bad request: {}", msg.lines().next().unwrap_or("bad JSON")),
-        )
+        ))
     };
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(first_line)?;
     if !v.is_object() {
-        return Err(error(400, "bad request: the body must be a JSON object"));
+        return Err(Box::new(error(
+            400,
+            "bad request: the body must be a JSON object",
+        )));
     }
     serde_json::from_value(v).map_err(first_line)
 }
 
 /// Refuses over-long names before they reach the loop (or an error line that echoes them).
-fn check_names(fields: &[(&str, Option<&str>)]) -> Result<(), Response> {
+fn check_names(fields: &[(&str, Option<&str>)]) -> Result<(), Box<Response>> {
     for (name, v) in fields {
         if v.is_some_and(|v| v.chars().count() > MAX_NAME_CHARS) {
-            return Err(error(
+            return Err(Box::new(error(
                 400,
                 format!("{name} is too long (at most {MAX_NAME_CHARS} characters)"),
-            ));
+            )));
         }
     }
     Ok(())
@@ -396,14 +401,14 @@ pub async fn post_message(
 ) -> Response {
     let b: PostBody = match parse_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = check_names(&[
         ("user", Some(&b.user)),
         ("thread_id", b.thread_id.as_deref()),
         ("channel", b.channel.as_deref()),
     ]) {
-        return r;
+        return *r;
     }
     if let Err((status, m)) = check_text(&b.text) {
         return error(status, m);
@@ -439,14 +444,14 @@ pub async fn remove_reaction(
 async fn react(h: Handle, body: Result<Bytes, BytesRejection>, add: bool) -> Response {
     let b: ReactionBody = match parse_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = check_names(&[
         ("user", Some(&b.user)),
         ("message_id", Some(&b.message_id)),
         ("emoji", Some(&b.emoji)),
     ]) {
-        return r;
+        return *r;
     }
     let (tx, rx) = oneshot::channel();
     let ev = AppEvent::LocalReaction {
