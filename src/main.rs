@@ -486,7 +486,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         tracing::info!("discord: gateway started");
         gateway = Some(g);
     }
-    let router = greenlight::http::router(handle, local);
+    let router = greenlight::http::router(handle, local.then_some(addr));
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;

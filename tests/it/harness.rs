@@ -320,13 +320,37 @@ impl Bot {
         assert!(s == 201 || s == 200, "reaction answered {s}");
     }
 
+    /// Every message anyone can see: the public ones and each configured user's private
+    /// replies (the API serves a private reply only to its person), merged in id order.
     pub async fn messages(&self) -> Vec<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/local/messages", self.url))
-            .send()
+        let users: Vec<String> = self
+            .get_json("/api/local/users")
             .await
-            .unwrap();
+            .1
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all = std::collections::BTreeMap::new();
+        for u in users {
+            for m in self.messages_as(Some(&u)).await {
+                let id: u64 = m["id"].as_str().unwrap().parse().unwrap();
+                all.insert(id, m);
+            }
+        }
+        all.into_values().collect()
+    }
+
+    /// The messages as `user` sees them (without a user: the public ones only).
+    pub async fn messages_as(&self, user: Option<&str>) -> Vec<Value> {
+        let mut req = self.http.get(format!("{}/api/local/messages", self.url));
+        if let Some(u) = user {
+            req = req.query(&[("as", u)]);
+        }
+        let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         r.json().await.unwrap()
     }
