@@ -131,7 +131,9 @@ pub async fn slack(
     .await
 }
 
-/// One message; returns where a new message landed.
+/// One message; returns where a new message landed. With a `respond_url` it answers there
+/// (`ephemeral_to` set: only the sender sees it); without one, `ephemeral_to` names the Slack user
+/// who alone sees it (chat.postEphemeral, in the thread of `thread_key` when that was posted).
 async fn deliver_slack(
     store: &Store,
     client: &SlackClient,
@@ -144,6 +146,13 @@ async fn deliver_slack(
         return Ok(None);
     }
     let known = |key: &str| store.platform_ref("slack", key).ok().flatten();
+    if let Some(user) = e.ephemeral_to.as_deref().filter(|u| !u.is_empty()) {
+        let thread_ts = e.thread_key.as_deref().and_then(known).map(|(_, ts)| ts);
+        client
+            .post_ephemeral(&e.channel, thread_ts.as_deref(), user, &e.text)
+            .await?;
+        return Ok(None);
+    }
     if e.edit {
         if let Some((channel, ts)) = e.key.as_deref().and_then(known) {
             client

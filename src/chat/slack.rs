@@ -635,10 +635,12 @@ impl SlackClient {
         Ok(())
     }
 
-    /// chat.postEphemeral to one user in a channel (a refused click without response_url).
+    /// chat.postEphemeral to one user in a channel, in the thread of `thread_ts` when given (a
+    /// refused click without response_url).
     pub async fn post_ephemeral(
         &self,
         channel: &str,
+        thread_ts: Option<&str>,
         user: &str,
         text: &str,
     ) -> Result<(), SlackError> {
@@ -646,7 +648,8 @@ impl SlackClient {
             SlackChannelId(channel.to_string()),
             SlackUserId(user.to_string()),
             message_content(text, false),
-        );
+        )
+        .opt_thread_ts(thread_ts.map(|ts| SlackTs(ts.to_string())));
         let session = self.client.open_session(&self.token);
         self.call("chat.postEphemeral", session.chat_post_ephemeral(&req))
             .await?;
@@ -1325,7 +1328,12 @@ mod tests {
             .await
             .unwrap();
         client
-            .post_ephemeral("C01DEPLOYS", "U01BOB", "you cannot approve your own run")
+            .post_ephemeral(
+                "C01DEPLOYS",
+                Some("1700000000.000100"),
+                "U01BOB",
+                "you cannot approve your own run",
+            )
             .await
             .unwrap();
 
@@ -1384,6 +1392,7 @@ mod tests {
         assert_eq!(m, "chat.postEphemeral");
         assert_eq!(pe["user"], "U01BOB");
         assert_eq!(pe["channel"], "C01DEPLOYS");
+        assert_eq!(pe["thread_ts"], "1700000000.000100");
     }
 
     #[tokio::test]

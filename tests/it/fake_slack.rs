@@ -452,6 +452,29 @@ impl FakeSlack {
         message_ts: &str,
         action_id: &str,
     ) -> String {
+        self.block_action_with(user, channel, message_ts, action_id, true)
+    }
+
+    /// [`block_action`](Self::block_action) with no `response_url` in the payload (the field is
+    /// optional in Slack's `block_actions`).
+    pub fn block_action_without_response_url(
+        &self,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+    ) -> String {
+        self.block_action_with(user, channel, message_ts, action_id, false)
+    }
+
+    fn block_action_with(
+        &self,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+        with_response_url: bool,
+    ) -> String {
         let mut inner = self.lock();
         let envelope_id = inner.new_envelope_id();
         let seq = inner.seq();
@@ -495,6 +518,10 @@ impl FakeSlack {
         });
         if let Some(m) = &message {
             payload["message"] = message_json(m);
+        }
+        if !with_response_url {
+            payload.as_object_mut().unwrap().remove("response_url");
+            inner.response_urls.remove(&url_id);
         }
         inner.send_envelope(envelope_id, "interactive", payload, false)
     }

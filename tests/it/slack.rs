@@ -397,3 +397,57 @@ async fn http_mode_checks_signatures_windows_and_replays() {
         .unwrap()
         .contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_click_without_response_url_is_answered_ephemerally() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let _bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    fake.slash_command("U01ALICE", STAGING, "/deploy", "v1.2.0 staging");
+    let (parent, items) = checklist(&fake, 1).await;
+
+    // The requester clicks Approve; Slack sent no response_url with the click.
+    fake.block_action_without_response_url("U01ALICE", STAGING, &items[0], "greenlight_approve");
+    let e = fake
+        .wait_for("an ephemeral refusal", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("cannot approve their own run"))
+        })
+        .await;
+    assert_eq!(e.user, "U01ALICE");
+    assert_eq!(e.channel, STAGING);
+    assert_eq!(
+        e.thread_ts.as_deref(),
+        Some(parent.as_str()),
+        "in the checklist's thread"
+    );
+
+    // Someone greenlight does not know clicks: told, to them alone.
+    fake.block_action_without_response_url("U09NOBODY", STAGING, &items[1], "greenlight_approve");
+    let e = fake
+        .wait_for("an ephemeral answer to an unknown user", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("does not know slack user U09NOBODY"))
+        })
+        .await;
+    assert_eq!(e.user, "U09NOBODY");
+
+    let about_clicks = |t: &str| t.contains("cannot approve") || t.contains("does not know");
+    assert!(
+        !fake.messages().iter().any(|m| about_clicks(&m.text))
+            && !fake.responses().iter().any(|r| about_clicks(&r.text())),
+        "nothing else said about the clicks: {}",
+        fake.dump()
+    );
+    let items_now: Vec<_> = items
+        .iter()
+        .map(|ts| fake.message(STAGING, ts).unwrap().text)
+        .collect();
+    assert!(
+        items_now.iter().all(|t| t.starts_with('⬜')),
+        "neither click counted: {items_now:?}"
+    );
+}
