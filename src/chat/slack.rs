@@ -413,7 +413,16 @@ fn map_error(method: &str, err: SlackClientError) -> SlackError {
             "{method}: unexpected response: {}",
             one_line(&e.json_error.to_string())
         )),
-        // Connection refused/reset, TLS and DNS failures, end of stream.
+        // Connection refused/reset, TLS and DNS failures: the cause's chain of messages (its
+        // own Display is a Debug dump).
+        SlackClientError::HttpProtocolError(e) => SlackError::Transient(format!(
+            "{method}: {}",
+            e.cause
+                .as_deref()
+                .map(|c| error_chain(c))
+                .unwrap_or_else(|| "HTTP error".into())
+        )),
+        // End of stream, anything else.
         other => SlackError::Transient(format!("{method}: {}", one_line(&other.to_string()))),
     }
 }
@@ -450,6 +459,20 @@ fn api_base(api_url: &str) -> Result<(String, bool), String> {
         ));
     }
     Ok((url.as_str().trim_end_matches('/').to_string(), loopback))
+}
+
+/// "outer: inner: innermost", on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![one_line(&e.to_string())];
+    let mut next = e.source();
+    while let Some(inner) = next {
+        let text = one_line(&inner.to_string());
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = inner.source();
+    }
+    parts.join(": ")
 }
 
 fn one_line(s: &str) -> String {
@@ -1628,9 +1651,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let client = SlackClient::new(&settings(&format!("http://{addr}/api/"))).unwrap();
-        assert!(matches!(
-            client.post_message("C1", None, "x", false).await,
-            Err(SlackError::Transient(_))
-        ));
+        match client.post_message("C1", None, "x", false).await {
+            // Readable, on one line: what /readyz shows.
+            Err(SlackError::Transient(m)) => assert!(
+                m.starts_with("chat.postMessage: ")
+                    && m.contains("onnection refused")
+                    && !m.contains("Some(")
+                    && !m.contains('\n'),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! greenlight in Slack: the real slack-morphism code inside the binary against the fake Slack
 //! (Web API, Socket Mode, response URLs) on 127.0.0.1, and signed HTTP mode.
 
-use crate::fake_slack::{FakeSlack, Fault};
+use crate::fake_slack::{FakeSlack, Fault, Outage};
 use crate::harness::*;
 use std::time::Duration;
 
@@ -396,6 +396,136 @@ async fn http_mode_checks_signatures_windows_and_replays() {
         .await
         .unwrap()
         .contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+}
+
+/// Polls `/readyz` until `pred(status, body)` holds; returns them.
+async fn wait_readyz(bot: &Bot, what: &str, pred: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let (code, body) = bot.get_text(&format!("{}/readyz", bot.url)).await;
+        if pred(code, &body) {
+            return (code, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for /readyz: {what}; last answer {code} {body}\n{}",
+            bot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metrics(bot: &Bot) -> String {
+    bot.get_text(&format!("{}/metrics", bot.url)).await.1
+}
+
+fn is_ready(code: u16, body: &str) -> bool {
+    code == 200 && body == "ready\n"
+}
+
+/// One line: "not ready: ..." and a newline.
+fn one_line_reason(body: &str) -> bool {
+    body.starts_with("not ready: ") && body.ends_with('\n') && body.trim_end().lines().count() == 1
+}
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// A slash command signed as Slack signs it, posted to the bot in HTTP mode; the status.
+async fn signed_command(bot: &Bot, text: &str, trigger: &str, response_url: &str) -> u16 {
+    let encoded = response_url.replace(':', "%3A").replace('/', "%2F");
+    let body = format!(
+        "token=x&team_id=T01&team_domain=fake&channel_id={STAGING}&channel_name=staging&user_id=U01ALICE&user_name=alice&command=%2Fdeploy&text={}&api_app_id=A01&is_enterprise_install=false&response_url={encoded}&trigger_id={trigger}",
+        text.replace(' ', "+"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    reqwest::Client::new()
+        .post(format!("{}/slack/commands", bot.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", sign(SECRET, now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_is_not_ready_while_the_slack_api_fails_and_ready_once_it_delivers() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        slack_config(&fake.api_url(), "http"),
+    )
+    .unwrap();
+    let bot = Bot::start_with(
+        tmp.path(),
+        &[],
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-test"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+        ],
+    )
+    .await;
+    wait_readyz(&bot, "ready at start", is_ready).await;
+
+    // Slack answers 503 to everything: the command is taken (its state written), its messages
+    // wait in the outbox, and /readyz says why.
+    fake.set_outage(Some(Outage::Status(503)));
+    let url = fake.response_url(STAGING, "U01ALICE");
+    assert_eq!(
+        signed_command(&bot, "v1.2.0 staging", "t1", &url).await,
+        200
+    );
+    let (_, body) = wait_readyz(&bot, "not ready: the API answers 503", |code, body| {
+        code == 503 && body.contains("slack: cannot deliver since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("HTTP 503"), "{body}");
+    assert!(body.contains("messages waiting"), "{body}");
+    assert!(fake.refused_calls() > 0);
+    let m = metrics(&bot).await;
+    assert!(
+        m.contains("greenlight_outbox_stalled{platform=\"slack\"} 1"),
+        "{m}"
+    );
+    assert!(fake.messages().is_empty(), "nothing got through");
+
+    // Slack is back: the outbox drains and the bot is ready again.
+    fake.set_outage(None);
+    wait_readyz(&bot, "ready after the 503s", is_ready).await;
+    checklist(&fake, 1).await;
+    let m = metrics(&bot).await;
+    assert!(
+        m.contains("greenlight_outbox_stalled{platform=\"slack\"} 0"),
+        "{m}"
+    );
+
+    // Slack unreachable: open connections cut, new ones closed before any answer.
+    fake.set_outage(Some(Outage::Unreachable));
+    let url = fake.response_url(STAGING, "U01ALICE");
+    assert_eq!(
+        signed_command(&bot, "status staging", "t2", &url).await,
+        200
+    );
+    let (_, body) = wait_readyz(&bot, "not ready: the API is unreachable", |code, body| {
+        code == 503 && body.contains("slack: cannot deliver since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("response_url: "), "{body}");
+    assert!(body.contains("1 message waiting"), "{body}");
+    fake.set_outage(None);
+    wait_readyz(&bot, "ready after the outage", is_ready).await;
+    fake.wait_for("the status answer", LONG, |f| {
+        f.responses()
+            .into_iter()
+            .find(|r| r.text().contains("v1.2.0"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
