@@ -529,6 +529,59 @@ async fn http_mode_is_not_ready_while_the_slack_api_fails_and_ready_once_it_deli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_connection_state_follows_the_socket() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    wait_readyz(&bot, "ready once connected", is_ready).await;
+    let connected = |n: u8| format!("greenlight_platform_connected{{platform=\"slack\"}} {n}");
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // Slack closes the socket and refuses to open a new one for a while.
+    fake.set_outage(Some(Outage::Status(503)));
+    fake.drop_connections();
+    let (_, body) = wait_readyz(&bot, "not ready: socket closed", |code, body| {
+        code == 503 && body.contains("slack: not connected since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("Socket Mode"), "{body}");
+    assert!(metrics(&bot).await.contains(&connected(0)));
+    // It keeps trying: apps.connections.open was refused at least once.
+    fake.wait_until("a refused reconnect", LONG, |f| f.refused_calls() > 0)
+        .await;
+    assert_eq!(fake.live_connections(), 0);
+
+    fake.set_outage(None);
+    fake.wait_connected(2, LONG).await;
+    wait_readyz(&bot, "ready after the reconnect", is_ready).await;
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // The network goes: the socket is cut without a close frame.
+    fake.set_outage(Some(Outage::Unreachable));
+    let (_, body) = wait_readyz(&bot, "not ready: socket cut", |code, body| {
+        code == 503 && body.contains("slack: not connected since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(metrics(&bot).await.contains(&connected(0)));
+    fake.set_outage(None);
+    fake.wait_connected(3, LONG).await;
+    wait_readyz(&bot, "ready after the network is back", is_ready).await;
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // And the connection works.
+    fake.slash_command("U01CAROL", STAGING, "/deploy", "status staging");
+    fake.wait_for("status answer", LONG, |f| {
+        f.responses()
+            .into_iter()
+            .find(|r| r.text().contains("Staging") || r.text().contains("staging"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_click_without_response_url_is_answered_ephemerally() {
     let fake = FakeSlack::start().await;
     let tmp = tempfile::tempdir().unwrap();
