@@ -109,10 +109,14 @@ enum Origin {
         channel: String,
         thread_id: Option<String>,
     },
-    /// A Slack slash command or button: answers go through its response URL.
+    /// A Slack slash command or button: answers go through its response URL; without one (a
+    /// click Slack sent without it) to `user` alone (chat.postEphemeral) in the clicked
+    /// message's thread `thread_key`.
     Slack {
         channel: String,
         response_url: String,
+        user: String,
+        thread_key: Option<String>,
     },
     /// A Discord interaction: the answer is returned to the gateway handler, which responds.
     Discord,
@@ -592,6 +596,8 @@ impl App {
                 let origin = Origin::Slack {
                     channel,
                     response_url,
+                    user: user.clone(),
+                    thread_key: None,
                 };
                 match self.person("slack", &user) {
                     Some(uid) => {
@@ -633,9 +639,21 @@ impl App {
                 ..
             } => {
                 let key = self.store.key_of("slack", &channel, &message_ts)?;
+                let thread_key = key
+                    .as_deref()
+                    .and_then(crate::core::message::parse_key)
+                    .map(|k| match k {
+                        crate::core::message::KeyRef::Checklist(id)
+                        | crate::core::message::KeyRef::Item(id, _)
+                        | crate::core::message::KeyRef::Other(id) => {
+                            crate::core::message::checklist_key(id)
+                        }
+                    });
                 let origin = Origin::Slack {
                     channel,
                     response_url,
+                    user: user.clone(),
+                    thread_key,
                 };
                 let ch = match (key, self.person("slack", &user)) {
                     (Some(key), Some(uid)) => {
@@ -851,18 +869,22 @@ impl App {
                 Some(Origin::Slack {
                     channel,
                     response_url,
+                    user,
+                    thread_key,
                 }),
             ) => {
+                // No response URL: a post in the thread, or chat.postEphemeral when private.
+                let url = Some(response_url.clone()).filter(|u| !u.is_empty());
                 ws.push_outbox(&OutboxEntry {
                     platform: "slack".into(),
                     channel: channel.clone(),
                     text: mentions_for(&self.cfg, "slack", &reply.text),
                     key: None,
-                    thread_key: None,
+                    thread_key: thread_key.clone().filter(|_| url.is_none()),
                     edit: false,
                     buttons: false,
-                    respond_url: Some(response_url.clone()),
-                    ephemeral_to: reply.private.then(String::new),
+                    respond_url: url,
+                    ephemeral_to: reply.private.then(|| user.clone()),
                 })?;
             }
             _ => {}

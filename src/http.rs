@@ -285,21 +285,15 @@ async fn slack_interactions(
     slack_form(h, headers, body, crate::chat::slack::parse_interaction_form).await
 }
 
-/// Ready when the store answers and every configured platform is connected.
+/// Ready when the store answers, every configured platform is connected, and no platform's
+/// deliverer is stalled (its last attempt failed with a transport error, a timeout or a 5xx while
+/// messages wait). Otherwise 503 with one line saying why.
 async fn readyz(State(h): State<Handle>) -> Response {
     let mut problems = Vec::new();
     if let Err(e) = h.store.next_run() {
         problems.push(format!("store: {e}"));
     }
-    let text = h.telemetry.encode();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("greenlight_platform_connected{"))
-    {
-        if line.ends_with(" 0") {
-            problems.push(format!("not connected: {line}"));
-        }
-    }
+    problems.extend(h.telemetry.problems(|p| h.store.outbox_len(p)));
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
