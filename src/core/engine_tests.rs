@@ -2708,3 +2708,37 @@ fn a_refusal_is_said_to_the_reactor_once_per_reason() {
     assert_eq!(said[0].to, Some(user("alice")), "only alice sees it");
     assert!(said[0].text.contains("cannot approve their own run"));
 }
+
+#[test]
+fn checks_keep_their_cadence_when_a_sample_is_slow() {
+    // A -slow release makes each check's critical path slow: the next check is still due one
+    // interval after the previous one started, not after its result came back.
+    let mut h = H::demo();
+    let (id, ch) = h.deploy_to_monitoring("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    let (at, tick) = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .cloned()
+        .unwrap();
+    let ch = h.timer(tick, at);
+    let attempt = match ch.actions.as_slice() {
+        [Action::Sample { attempt, .. }] => *attempt,
+        other => panic!("{other:?}"),
+    };
+    let interval = secs(4);
+    // The result arrives 3 s after the check started.
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::Sample(healthy(), Some(Ok(()))),
+        at + secs(3),
+    );
+    let next = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .map(|(w, _)| *w)
+        .unwrap();
+    assert_eq!(next, at + interval);
+}

@@ -405,6 +405,9 @@ pub struct Engine {
     pub next_run: u64,
     /// Base of links to runs in alerts.
     pub link_base: String,
+    /// When each run's current monitoring check started (not persisted: after a restart the
+    /// first check simply starts the cadence again).
+    ticked: BTreeMap<RunId, DateTime<Utc>>,
 }
 
 fn to_std(d: std::time::Duration) -> chrono::Duration {
@@ -470,6 +473,7 @@ impl Engine {
             runs: BTreeMap::new(),
             next_run: 1,
             link_base,
+            ticked: BTreeMap::new(),
         }
     }
 
@@ -1329,6 +1333,7 @@ impl Engine {
             Timer::MonitorTick(id, attempt) => {
                 if let Some(run) = self.runs.get(&id) {
                     if run.phase == Phase::Monitoring && run.attempt == attempt {
+                        self.ticked.insert(id, now);
                         tx.ch.actions.push(Action::Sample {
                             run: id,
                             attempt,
@@ -1588,6 +1593,7 @@ impl Engine {
     }
 
     fn end(&mut self, tx: &mut Tx, id: RunId, phase: Phase, outcome: String) {
+        self.ticked.remove(&id);
         let run = self.runs.get_mut(&id).expect("run");
         run.phase = phase;
         run.ended = Some(tx.now);
@@ -2059,10 +2065,14 @@ impl Engine {
         if run.monitor.until.is_some_and(|u| tx.now >= u) {
             self.monitoring_over(tx, id);
         } else {
-            tx.ch.timers.push((
-                tx.now + to_std(interval),
-                Timer::MonitorTick(id, run.attempt),
-            ));
+            // Checks keep their cadence: the next one is an interval after this one started,
+            // not after its (possibly slow: a -slow release makes the critical path slow)
+            // result came back.
+            let started = self.ticked.remove(&id).unwrap_or(tx.now);
+            let next = (started + to_std(interval)).max(tx.now);
+            tx.ch
+                .timers
+                .push((next, Timer::MonitorTick(id, self.runs[&id].attempt)));
         }
     }
 

@@ -290,6 +290,9 @@ macro_rules! crash_matrix {
 
 crash_matrix! {
     crash_after_the_request: "persisted:awaiting_checklist", false;
+    crash_when_asking_which_colour_is_live_is_written: "persisted:observing", false;
+    crash_before_asking_which_colour_is_live: "before:observe", false;
+    crash_after_asking_which_colour_is_live: "after:observe", false;
     crash_before_deploy_to_idle: "before:deploy_idle", false;
     crash_during_deploy_to_idle: "after:deploy_idle", false;
     crash_during_verification: "before:verify", false;

@@ -123,13 +123,24 @@ async fn the_staging_lifecycle_in_slack() {
         "items carry Approve / Veto buttons"
     );
 
-    // Self-approval does not count, and the thread says why.
+    // Self-approval does not count, and alice alone is told why, in the thread.
     fake.reaction("U01ALICE", STAGING, &items[0], "white_check_mark", true);
-    fake.wait_message("self-approval refused", LONG, |m| {
-        m.thread_ts.as_deref() == Some(parent.as_str())
-            && m.text.contains("cannot approve their own run")
-    })
-    .await;
+    let e = fake
+        .wait_for("self-approval refused", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("cannot approve their own run"))
+        })
+        .await;
+    assert_eq!(e.user, "U01ALICE");
+    assert_eq!(e.thread_ts.as_deref(), Some(parent.as_str()));
+    assert!(
+        !fake
+            .messages()
+            .iter()
+            .any(|m| m.text.contains("cannot approve their own run")),
+        "nothing public about it"
+    );
     // An ineligible click is answered to the clicker only.
     fake.block_action("U01ALICE", STAGING, &items[1], "greenlight_approve");
     fake.wait_for("ephemeral refusal", LONG, |f| {
