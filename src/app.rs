@@ -1092,6 +1092,31 @@ impl App {
                     colour,
                     ..
                 } => {
+                    let critical = env.smoke.iter().any(|s| s.critical);
+                    if critical {
+                        // The critical path reports on its own: a slow one (every step of a
+                        // slow release is slow) must not hold back the metrics verdict.
+                        let (tx, http, driver, cfg, env_name, version) = (
+                            tx.clone(),
+                            http.clone(),
+                            driver.clone(),
+                            cfg.clone(),
+                            env_name.clone(),
+                            run_version.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let env = &cfg.environments[&env_name];
+                            let r = critical_path(&http, &driver, env, colour, version.as_deref())
+                                .await;
+                            let _ = tx
+                                .send(AppEvent::Done {
+                                    run,
+                                    attempt,
+                                    outcome: Outcome::CriticalPath(r),
+                                })
+                                .await;
+                        });
+                    }
                     let prev = snapshots.lock().expect("snapshots").get(&run).cloned();
                     let (s, snap) = sample(
                         &scraper,
@@ -1106,15 +1131,12 @@ impl App {
                     if let Some(snap) = snap {
                         snapshots.lock().expect("snapshots").insert(run, snap);
                     }
-                    let smoke = if env.smoke.iter().any(|s| s.critical) {
-                        Some(
-                            critical_path(&http, &driver, env, colour, run_version.as_deref())
-                                .await,
-                        )
+                    let outcome = if critical {
+                        Outcome::Measured(s)
                     } else {
-                        None
+                        Outcome::Sample(s, None)
                     };
-                    (run, attempt, Outcome::Sample(s, smoke))
+                    (run, attempt, outcome)
                 }
                 Action::SwitchBack {
                     run,

@@ -2742,3 +2742,51 @@ fn checks_keep_their_cadence_when_a_sample_is_slow() {
         .unwrap();
     assert_eq!(next, at + interval);
 }
+
+#[test]
+fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
+    // A failing critical path arriving after the metrics passed rolls back at once.
+    let (mut h, id, ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let (at, tick) = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .cloned()
+        .unwrap();
+    h.timer(tick, at);
+    let attempt = h.run(id).attempt;
+    h.result(id, attempt, Outcome::Measured(healthy()), at);
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::CriticalPath(Err("checkout answered 500".into())),
+        at + secs(1),
+    );
+    assert_eq!(run_of(&ch, id).phase, Phase::RollingBack);
+    assert!(has(
+        &lifecycle(&ch),
+        "core business flow broken: checkout answered 500"
+    ));
+
+    // When the window is over, the last check's critical path decides the end.
+    let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let attempt = h.run(id).attempt;
+    for _ in 0..5 {
+        let (at, tick) = ch
+            .timers
+            .iter()
+            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+            .cloned()
+            .unwrap();
+        h.timer(tick, at);
+        ch = h.result(id, attempt, Outcome::Measured(healthy()), at);
+        if h.run(id).monitor.awaiting_critical_path {
+            break;
+        }
+        h.result(id, attempt, Outcome::CriticalPath(Ok(())), at);
+    }
+    assert!(h.run(id).monitor.awaiting_critical_path);
+    assert_eq!(h.run(id).phase, Phase::Monitoring);
+    let ch = h.result(id, attempt, Outcome::CriticalPath(Ok(())), wed(12, 0));
+    assert_eq!(run_of(&ch, id).phase, Phase::Succeeded);
+}

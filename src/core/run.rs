@@ -157,6 +157,10 @@ pub struct MonitorProgress {
     pub inconclusive: u32,
     pub last: Option<String>,
     pub last_conclusive: bool,
+    /// The window is over and the metrics passed; the last check's critical path has not
+    /// reported yet, and has the last word.
+    #[serde(default)]
+    pub awaiting_critical_path: bool,
 }
 
 /// One run, durable. Its event log is kept beside it (append-only).
@@ -322,8 +326,14 @@ pub enum Outcome {
     Verify(Result<String, String>),
     Baseline(Sample),
     Switch(Result<(), String>),
-    /// A monitoring sample and the critical-path smoke check's result.
+    /// A monitoring sample and the critical-path smoke check's result, when it came with it.
     Sample(Sample, Option<Result<(), String>>),
+    /// A monitoring sample whose critical-path check reports on its own (`CriticalPath`), so
+    /// that a slow critical path (a slow release makes every step slow) never holds back the
+    /// metrics verdict.
+    Measured(Sample),
+    /// The critical-path smoke steps of the check started with a `Measured` sample.
+    CriticalPath(Result<(), String>),
     SwitchBack(Result<(), String>),
     Observed(LiveView),
 }
@@ -1510,7 +1520,21 @@ impl Engine {
                 }
             }
             (Phase::Monitoring, Outcome::Sample(sample, smoke)) => {
-                self.evaluate(&mut tx, id, sample, smoke);
+                self.evaluate(&mut tx, id, sample, smoke, false);
+            }
+            (Phase::Monitoring, Outcome::Measured(sample)) => {
+                self.evaluate(&mut tx, id, sample, None, true);
+            }
+            (Phase::Monitoring, Outcome::CriticalPath(Err(why))) => {
+                let reason = format!("core business flow broken: {why}");
+                tx.event(id, None, format!("rollback trigger: {reason}"));
+                self.status_line(&mut tx, id, format!("✖ critical path: {reason}"));
+                self.start_rollback(&mut tx, id, reason);
+            }
+            (Phase::Monitoring, Outcome::CriticalPath(Ok(())))
+                if run.monitor.awaiting_critical_path =>
+            {
+                self.monitoring_over(&mut tx, id);
             }
             (Phase::RollingBack, Outcome::SwitchBack(Ok(()))) => {
                 let run = &self.runs[&id];
@@ -2024,6 +2048,7 @@ impl Engine {
         id: RunId,
         sample: Sample,
         smoke: Option<Result<(), String>>,
+        critical_path_pending: bool,
     ) {
         let env = self.runs[&id].env.clone();
         let th = self.thresholds(&env);
@@ -2063,7 +2088,14 @@ impl Engine {
         }
         let run = &self.runs[&id];
         if run.monitor.until.is_some_and(|u| tx.now >= u) {
-            self.monitoring_over(tx, id);
+            if critical_path_pending {
+                // This check's critical path reports on its own: it has the last word.
+                let run = self.runs.get_mut(&id).expect("run");
+                run.monitor.awaiting_critical_path = true;
+                tx.touch_run(id);
+            } else {
+                self.monitoring_over(tx, id);
+            }
         } else {
             // Checks keep their cadence: the next one is an interval after this one started,
             // not after its (possibly slow: a -slow release makes the critical path slow)
