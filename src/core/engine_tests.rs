@@ -2787,6 +2787,29 @@ fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
     }
     assert!(h.run(id).monitor.awaiting_critical_path);
     assert_eq!(h.run(id).phase, Phase::Monitoring);
+    let _ = ch;
     let ch = h.result(id, attempt, Outcome::CriticalPath(Ok(())), wed(12, 0));
     assert_eq!(run_of(&ch, id).phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_critical_path_that_answers_before_the_metrics_does_not_stall_the_end() {
+    let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let attempt = h.run(id).attempt;
+    for _ in 0..10 {
+        let Some((at, tick)) = ch
+            .timers
+            .iter()
+            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+            .cloned()
+        else {
+            break;
+        };
+        h.timer(tick, at);
+        // The critical path is the faster of the two here.
+        h.result(id, attempt, Outcome::CriticalPath(Ok(())), at);
+        ch = h.result(id, attempt, Outcome::Measured(healthy()), at);
+    }
+    assert_eq!(h.run(id).phase, Phase::Succeeded);
+    assert!(!h.run(id).monitor.awaiting_critical_path);
 }

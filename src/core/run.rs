@@ -418,6 +418,9 @@ pub struct Engine {
     /// When each run's current monitoring check started (not persisted: after a restart the
     /// first check simply starts the cadence again).
     ticked: BTreeMap<RunId, DateTime<Utc>>,
+    /// Runs whose current check's critical path has not reported yet (it may come back before
+    /// or after the metrics). Not persisted: a restart starts a new check.
+    critical_pending: std::collections::BTreeSet<RunId>,
 }
 
 fn to_std(d: std::time::Duration) -> chrono::Duration {
@@ -484,6 +487,7 @@ impl Engine {
             next_run: 1,
             link_base,
             ticked: BTreeMap::new(),
+            critical_pending: Default::default(),
         }
     }
 
@@ -1344,6 +1348,13 @@ impl Engine {
                 if let Some(run) = self.runs.get(&id) {
                     if run.phase == Phase::Monitoring && run.attempt == attempt {
                         self.ticked.insert(id, now);
+                        if self.cfg.environments[&run.env]
+                            .smoke
+                            .iter()
+                            .any(|s| s.critical)
+                        {
+                            self.critical_pending.insert(id);
+                        }
                         tx.ch.actions.push(Action::Sample {
                             run: id,
                             attempt,
@@ -1531,10 +1542,11 @@ impl Engine {
                 self.status_line(&mut tx, id, format!("✖ critical path: {reason}"));
                 self.start_rollback(&mut tx, id, reason);
             }
-            (Phase::Monitoring, Outcome::CriticalPath(Ok(())))
-                if run.monitor.awaiting_critical_path =>
-            {
-                self.monitoring_over(&mut tx, id);
+            (Phase::Monitoring, Outcome::CriticalPath(Ok(()))) => {
+                self.critical_pending.remove(&id);
+                if run.monitor.awaiting_critical_path {
+                    self.monitoring_over(&mut tx, id);
+                }
             }
             (Phase::RollingBack, Outcome::SwitchBack(Ok(()))) => {
                 let run = &self.runs[&id];
@@ -1618,6 +1630,7 @@ impl Engine {
 
     fn end(&mut self, tx: &mut Tx, id: RunId, phase: Phase, outcome: String) {
         self.ticked.remove(&id);
+        self.critical_pending.remove(&id);
         let run = self.runs.get_mut(&id).expect("run");
         run.phase = phase;
         run.ended = Some(tx.now);
@@ -2088,7 +2101,8 @@ impl Engine {
         }
         let run = &self.runs[&id];
         if run.monitor.until.is_some_and(|u| tx.now >= u) {
-            if critical_path_pending {
+            // The critical path may already have answered (it often is the faster of the two).
+            if critical_path_pending && self.critical_pending.contains(&id) {
                 // This check's critical path reports on its own: it has the last word.
                 let run = self.runs.get_mut(&id).expect("run");
                 run.monitor.awaiting_critical_path = true;
