@@ -22,8 +22,10 @@ pub const BOT_USER: &str = "greenlight";
 pub const PAGE: &str = include_str!("local_page.html");
 /// The longest message text, in characters (Slack's cap; Discord's is 2,000).
 pub const MAX_TEXT_CHARS: usize = 40_000;
-/// The largest request body of the local API (a maximal text JSON-escaped fits).
-pub const BODY_LIMIT: usize = 1 << 20;
+/// The largest request body of the local API. A maximal text JSON-escaped fits many times;
+/// the margin lets a merely too-long text be read whole and refused with a JSON answer (a
+/// body over the limit is cut off mid-send, which a client sees as a reset connection).
+pub const BODY_LIMIT: usize = 4 << 20;
 /// The longest user, channel, id or emoji name accepted.
 const MAX_NAME_CHARS: usize = 200;
 /// The response header carrying the cursor for the next incremental read.
