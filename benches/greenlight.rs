@@ -202,6 +202,8 @@ fn run(id: u64, env: &str, phase: Phase, now: chrono::DateTime<chrono::Utc>) -> 
         outcome: phase.is_terminal().then(|| "succeeded".to_string()),
         forced: vec![],
         origin: "local".into(),
+        announced: false,
+        told: vec![],
     }
 }
 

@@ -42,6 +42,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Sample { .. } => "sample",
         Action::SwitchBack { .. } => "switch_back",
         Action::Teardown { .. } => "teardown",
+        Action::Observe { .. } => "observe",
     }
 }
 
@@ -84,6 +85,11 @@ pub enum AppEvent {
         attempt: u32,
         outcome: Outcome,
     },
+    /// The traffic step's answer outside any run (looking again at an unseen environment).
+    Observed {
+        env: EnvName,
+        view: crate::core::run::LiveView,
+    },
     /// Something from Discord; a command's answer goes back through `answer`.
     Discord {
         inbound: crate::chat::discord::DiscordInbound,
@@ -103,10 +109,14 @@ enum Origin {
         channel: String,
         thread_id: Option<String>,
     },
-    /// A Slack slash command or button: answers go through its response URL.
+    /// A Slack slash command or button: answers go through its response URL; without one (a
+    /// click Slack sent without it) to `user` alone (chat.postEphemeral) in the clicked
+    /// message's thread `thread_key`.
     Slack {
         channel: String,
         response_url: String,
+        user: String,
+        thread_key: Option<String>,
     },
     /// A Discord interaction: the answer is returned to the gateway handler, which responds.
     Discord,
@@ -135,7 +145,9 @@ pub struct App {
     store: Store,
     engine: Engine,
     drivers: BTreeMap<EnvName, Driver>,
-    timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
+    /// Armed timers by monotonic deadline: a wall clock that steps back (or forward) while
+    /// the bot runs neither delays nor hurries them.
+    timers: BTreeMap<(tokio::time::Instant, u64), Timer>,
     timer_seq: u64,
     tx: mpsc::Sender<AppEvent>,
     http: reqwest::Client,
@@ -215,31 +227,23 @@ impl App {
             let driver = Driver::start(env, &cfg.bot.data_dir)
                 .await
                 .with_context(|| format!("environment {name}"))?;
-            let st = app.engine.envs.get(name).cloned().unwrap_or_default();
-            let live = driver
+            let st = app.engine.env(name).cloned().unwrap_or_default();
+            let view = driver
                 .restore(st.live, st.blue.as_deref(), st.green.as_deref())
                 .await
                 .with_context(|| format!("restoring environment {name}"))?;
+            if let crate::core::run::LiveView::Unseen(why) = &view {
+                tracing::warn!(env = %name, reason = %why, "cannot see which colour is live; deploys are refused until it can");
+            }
             let url = driver.entry_url();
             app.drivers.insert(name.clone(), driver);
-            let mut changed = st.url != url;
-            let st_mut = app.engine.envs.get_mut(name).expect("env");
-            st_mut.url = url;
-            let active = st.active_run.filter(|id| app.engine.runs.contains_key(id));
-            if active.is_none() && st.live != live {
-                st_mut.live = live;
-                changed = true;
-            }
-            if changed {
-                let st = st_mut.clone();
-                let mut ws = app.store.begin();
-                ws.put_env(name, &st);
-                ws.commit()?;
-            }
-            if let Some(id) = active {
-                let ch = app.engine.resume(id, live, now);
-                app.apply(ch, None)?;
-            }
+            let active = st.active_run.filter(|id| app.engine.run(*id).is_some());
+            let mut ch = match active {
+                Some(id) => app.engine.resume(id, view, now),
+                None => app.engine.observed(name, view, now),
+            };
+            ch.extend(app.engine.set_entry_url(name, url, now));
+            app.apply(ch, None)?;
         }
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
@@ -266,10 +270,7 @@ impl App {
             let next = self.timers.keys().next().map(|(at, _)| *at);
             let sleep = async {
                 match next {
-                    Some(at) => {
-                        let d = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                        tokio::time::sleep(d).await
-                    }
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -281,8 +282,9 @@ impl App {
                 },
                 _ = sleep => {
                     let now = Utc::now();
+                    let mono = tokio::time::Instant::now();
                     while let Some(entry) = self.timers.first_entry() {
-                        if entry.key().0 > now {
+                        if entry.key().0 > mono {
                             break;
                         }
                         let t = entry.remove();
@@ -301,7 +303,9 @@ impl App {
 
     fn arm(&mut self, at: DateTime<Utc>, t: Timer) {
         self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), t);
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        self.timers
+            .insert((tokio::time::Instant::now() + wait, self.timer_seq), t);
     }
 
     fn handle(&mut self, ev: AppEvent) -> Result<()> {
@@ -345,6 +349,10 @@ impl App {
                 outcome,
             } => {
                 let ch = self.engine.result(run, attempt, outcome, now);
+                self.apply(ch, None)?;
+            }
+            AppEvent::Observed { env, view } => {
+                let ch = self.engine.observed(&env, view, now);
                 self.apply(ch, None)?;
             }
         }
@@ -588,6 +596,8 @@ impl App {
                 let origin = Origin::Slack {
                     channel,
                     response_url,
+                    user: user.clone(),
+                    thread_key: None,
                 };
                 match self.person("slack", &user) {
                     Some(uid) => {
@@ -629,9 +639,21 @@ impl App {
                 ..
             } => {
                 let key = self.store.key_of("slack", &channel, &message_ts)?;
+                let thread_key = key
+                    .as_deref()
+                    .and_then(crate::core::message::parse_key)
+                    .map(|k| match k {
+                        crate::core::message::KeyRef::Checklist(id)
+                        | crate::core::message::KeyRef::Item(id, _)
+                        | crate::core::message::KeyRef::Other(id) => {
+                            crate::core::message::checklist_key(id)
+                        }
+                    });
                 let origin = Origin::Slack {
                     channel,
                     response_url,
+                    user: user.clone(),
+                    thread_key,
                 };
                 let ch = match (key, self.person("slack", &user)) {
                     (Some(key), Some(uid)) => {
@@ -717,7 +739,7 @@ impl App {
                         &msg.channel,
                         thread,
                         &reply.text,
-                        None,
+                        reply.private.then(|| user.clone()),
                         None,
                         now,
                     )?;
@@ -794,6 +816,14 @@ impl App {
                     })?;
                 }
             }
+            // A post meant for one person reaches Slack only as an ephemeral message to them.
+            let slack_to = match &p.to {
+                Some(u) => match self.cfg.users.get(u).and_then(|x| x.slack.clone()) {
+                    Some(id) => Some(id),
+                    None => continue,
+                },
+                None => None,
+            };
             if self.platforms.slack.is_some() && wants("slack") {
                 if let Some(channel) = slack_channel(&self.cfg, p) {
                     let buttons = matches!(
@@ -809,7 +839,7 @@ impl App {
                         edit: p.edit,
                         buttons,
                         respond_url: None,
-                        ephemeral_to: None,
+                        ephemeral_to: slack_to,
                     })?;
                 }
             }
@@ -839,18 +869,22 @@ impl App {
                 Some(Origin::Slack {
                     channel,
                     response_url,
+                    user,
+                    thread_key,
                 }),
             ) => {
+                // No response URL: a post in the thread, or chat.postEphemeral when private.
+                let url = Some(response_url.clone()).filter(|u| !u.is_empty());
                 ws.push_outbox(&OutboxEntry {
                     platform: "slack".into(),
                     channel: channel.clone(),
                     text: mentions_for(&self.cfg, "slack", &reply.text),
                     key: None,
-                    thread_key: None,
+                    thread_key: thread_key.clone().filter(|_| url.is_none()),
                     edit: false,
                     buttons: false,
-                    respond_url: Some(response_url.clone()),
-                    ephemeral_to: reply.private.then(String::new),
+                    respond_url: url,
+                    ephemeral_to: reply.private.then(|| user.clone()),
                 })?;
             }
             _ => {}
@@ -963,7 +997,8 @@ impl App {
             | Action::Switch { env, .. }
             | Action::Sample { env, .. }
             | Action::SwitchBack { env, .. }
-            | Action::Teardown { env, .. } => env.clone(),
+            | Action::Teardown { env, .. }
+            | Action::Observe { env, .. } => env.clone(),
         };
         let Some(driver) = self.drivers.get(&env_name).cloned() else {
             return;
@@ -972,7 +1007,7 @@ impl App {
         let name = action_name(&action);
         let run_version = match &action {
             Action::Verify { run, .. } | Action::Sample { run, .. } => {
-                self.engine.runs.get(run).map(|r| r.version.clone())
+                self.engine.run(*run).map(|r| r.version.clone())
             }
             _ => None,
         };
@@ -1057,6 +1092,31 @@ impl App {
                     colour,
                     ..
                 } => {
+                    let critical = env.smoke.iter().any(|s| s.critical);
+                    if critical {
+                        // The critical path reports on its own: a slow one (every step of a
+                        // slow release is slow) must not hold back the metrics verdict.
+                        let (tx, http, driver, cfg, env_name, version) = (
+                            tx.clone(),
+                            http.clone(),
+                            driver.clone(),
+                            cfg.clone(),
+                            env_name.clone(),
+                            run_version.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let env = &cfg.environments[&env_name];
+                            let r = critical_path(&http, &driver, env, colour, version.as_deref())
+                                .await;
+                            let _ = tx
+                                .send(AppEvent::Done {
+                                    run,
+                                    attempt,
+                                    outcome: Outcome::CriticalPath(r),
+                                })
+                                .await;
+                        });
+                    }
                     let prev = snapshots.lock().expect("snapshots").get(&run).cloned();
                     let (s, snap) = sample(
                         &scraper,
@@ -1071,15 +1131,12 @@ impl App {
                     if let Some(snap) = snap {
                         snapshots.lock().expect("snapshots").insert(run, snap);
                     }
-                    let smoke = if env.smoke.iter().any(|s| s.critical) {
-                        Some(
-                            critical_path(&http, &driver, env, colour, run_version.as_deref())
-                                .await,
-                        )
+                    let outcome = if critical {
+                        Outcome::Measured(s)
                     } else {
-                        None
+                        Outcome::Sample(s, None)
                     };
-                    (run, attempt, Outcome::Sample(s, smoke))
+                    (run, attempt, outcome)
                 }
                 Action::SwitchBack {
                     run,
@@ -1095,6 +1152,16 @@ impl App {
                 Action::Teardown { colour, .. } => {
                     driver.teardown(colour).await;
                     return;
+                }
+                Action::Observe { env, run } => {
+                    let view = driver.observe().await;
+                    match run {
+                        Some((run, attempt)) => (run, attempt, Outcome::Observed(view)),
+                        None => {
+                            let _ = tx.send(AppEvent::Observed { env, view }).await;
+                            return;
+                        }
+                    }
                 }
             };
             fault(&format!("after:{name}"));

@@ -141,6 +141,12 @@ pub enum TrafficConfig {
     Command {
         switch: Vec<Vec<String>>,
         rollback: Option<Vec<Vec<String>>>,
+        /// argv templates whose output's last line names the live colour (`blue`, `green` or
+        /// `none`); without it the step cannot be asked.
+        query: Option<Vec<Vec<String>>>,
+        /// The live colour stated by a person (`live = "blue" | "green" | "none"`), used when
+        /// greenlight has no record of its own and cannot ask.
+        live: Option<Option<crate::core::Colour>>,
     },
     /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
     Haproxy {
@@ -192,6 +198,16 @@ pub struct EnvConfig {
     pub metrics: MetricsConfig,
     /// Secret values to mask in anything posted.
     pub secrets: Vec<String>,
+}
+
+impl EnvConfig {
+    /// The live colour a person stated in the config, for a traffic step that cannot be asked.
+    pub fn stated_live(&self) -> Option<Option<crate::core::Colour>> {
+        match &self.traffic {
+            TrafficConfig::Command { live, .. } => *live,
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -350,6 +366,8 @@ enum RawDeploy {
         deploy_idle: Steps,
         switch: Option<Steps>,
         rollback: Option<Steps>,
+        live_query: Option<Steps>,
+        live: Option<String>,
         teardown: Option<Steps>,
         timeout: Option<String>,
         #[serde(default)]
@@ -361,6 +379,27 @@ enum RawDeploy {
 
 /// argv templates run in order.
 type ArgvSteps = Vec<Vec<String>>;
+
+/// A command traffic step written in the deploy section.
+struct CommandSwitch {
+    switch: ArgvSteps,
+    rollback: Option<ArgvSteps>,
+    query: Option<ArgvSteps>,
+    live: Option<Option<crate::core::Colour>>,
+}
+
+/// `live = "blue" | "green" | "none"`: the live colour a person states.
+fn parse_stated_live(s: &str) -> Result<Option<crate::core::Colour>, String> {
+    match s.trim() {
+        "blue" => Ok(Some(crate::core::Colour::Blue)),
+        "green" => Ok(Some(crate::core::Colour::Green)),
+        "none" => Ok(None),
+        other => Err(format!(
+            "\"{}\" is not a colour: use \"blue\", \"green\" or \"none\"",
+            crate::core::message::clip(other, 40)
+        )),
+    }
+}
 
 /// One argv (`["kubectl", "apply", ...]`) or several run in order (`[[...], [...]]`).
 #[derive(Deserialize, Clone)]
@@ -385,6 +424,8 @@ enum RawTraffic {
     Command {
         switch: Steps,
         rollback: Option<Steps>,
+        live_query: Option<Steps>,
+        live: Option<String>,
     },
     Haproxy {
         socket: String,
@@ -689,13 +730,15 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         };
         let deploy_span = deploy_raw.span();
         let mut secrets = Vec::new();
-        let mut command_switch: Option<(ArgvSteps, Option<ArgvSteps>)> = None;
+        let mut command_switch: Option<CommandSwitch> = None;
         let deploy = match deploy_raw.into_inner() {
             RawDeploy::Local { port } => DeployConfig::Local { port },
             RawDeploy::Command {
                 deploy_idle,
                 switch,
                 rollback,
+                live_query,
+                live,
                 teardown,
                 timeout,
                 env,
@@ -706,10 +749,12 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 let teardown = teardown.map(Steps::into_vec);
                 let switch = switch.map(Steps::into_vec);
                 let rollback = rollback.map(Steps::into_vec);
+                let live_query = live_query.map(Steps::into_vec);
                 let all = [
                     ("deploy_idle", Some(&deploy_idle)),
                     ("switch", switch.as_ref()),
                     ("rollback", rollback.as_ref()),
+                    ("live_query", live_query.as_ref()),
                     ("teardown", teardown.as_ref()),
                 ];
                 for (what, steps) in all {
@@ -723,8 +768,25 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                         }
                     }
                 }
+                if switch.is_none() && (live_query.is_some() || live.is_some()) {
+                    return cx.err(deploy_span, format!("environment \"{name}\": deploy.live_query and deploy.live go with deploy.switch; with a [environments.{name}.traffic] section, set them there"));
+                }
                 if let Some(sw) = switch {
-                    command_switch = Some((sw, rollback));
+                    let live = match live.as_deref().map(parse_stated_live).transpose() {
+                        Ok(l) => l,
+                        Err(m) => {
+                            return cx.err(
+                                deploy_span,
+                                format!("environment \"{name}\": deploy.live: {m}"),
+                            )
+                        }
+                    };
+                    command_switch = Some(CommandSwitch {
+                        switch: sw,
+                        rollback,
+                        query: live_query,
+                        live,
+                    });
                 }
                 let timeout = match timeout {
                     Some(t) => match humantime::parse_duration(&t) {
@@ -775,12 +837,20 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                     return cx.err(span, format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
                 }
                 match t.into_inner() {
-                    RawTraffic::Command { switch, rollback } => {
+                    RawTraffic::Command { switch, rollback, live_query, live } => {
                         let switch = switch.into_vec();
                         if switch.is_empty() || switch.iter().any(|a| a.is_empty()) {
                             return cx.err(span, format!("environment \"{name}\": traffic.switch must name a program in every step"));
                         }
-                        TrafficConfig::Command { switch, rollback: rollback.map(Steps::into_vec) }
+                        let query = live_query.map(Steps::into_vec);
+                        if query.as_ref().is_some_and(|q| q.is_empty() || q.iter().any(|a| a.is_empty() || a[0].trim().is_empty())) {
+                            return cx.err(span, format!("environment \"{name}\": traffic.live_query must name a program in every step"));
+                        }
+                        let live = match live.as_deref().map(parse_stated_live).transpose() {
+                            Ok(l) => l,
+                            Err(m) => return cx.err(span, format!("environment \"{name}\": traffic.live: {m}")),
+                        };
+                        TrafficConfig::Command { switch, rollback: rollback.map(Steps::into_vec), query, live }
                     }
                     RawTraffic::Haproxy { socket, backend, timeout } => {
                         let timeout = match timeout {
@@ -797,7 +867,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                     }
                 }
             }
-            (DeployConfig::Command(_), None, Some((switch, rollback))) => TrafficConfig::Command { switch, rollback },
+            (DeployConfig::Command(_), None, Some(c)) => TrafficConfig::Command { switch: c.switch, rollback: c.rollback, query: c.query, live: c.live },
             (DeployConfig::Command(_), None, None) => {
                 return cx.err(
                     deploy_span,
@@ -819,8 +889,17 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                     templates.extend(t.iter().map(|a| ("deploy.teardown", a)));
                 }
             }
-            if let TrafficConfig::Command { switch, rollback } = &traffic {
+            if let TrafficConfig::Command {
+                switch,
+                rollback,
+                query,
+                ..
+            } = &traffic
+            {
                 templates.extend(switch.iter().map(|a| ("switch", a)));
+                if let Some(q) = query {
+                    templates.extend(q.iter().map(|a| ("live_query", a)));
+                }
                 if let Some(r) = rollback {
                     templates.extend(r.iter().map(|a| ("rollback", a)));
                 }

@@ -444,12 +444,11 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
                         });
                     });
                 socket_mode = Some(
-                    greenlight::chat::slack::SocketMode::start(&settings, sink)
+                    greenlight::chat::slack::SocketMode::start(&settings, sink, &telemetry)
                         .await
                         .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?,
                 );
-                connected.set(1);
-                tracing::info!("slack: Socket Mode connected");
+                tracing::info!("slack: Socket Mode started");
             }
         }
     }
@@ -486,7 +485,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
         tracing::info!("discord: gateway started");
         gateway = Some(g);
     }
-    let router = greenlight::http::router(handle, local);
+    let router = greenlight::http::router(handle, local.then_some(addr));
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A message of the local channel, as the JSON API shows it (plus the internal key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +60,9 @@ pub struct OutboxEntry {
 pub struct Store {
     db: sled::Db,
     t: sled::Tree,
+    /// The local channel's change cursor: every message change with a sequence number up to it
+    /// is written (see `messages_changed`). Messages are written by the event loop only.
+    msg_cursor: Arc<AtomicU64>,
 }
 
 fn run_key(id: RunId) -> String {
@@ -65,6 +70,18 @@ fn run_key(id: RunId) -> String {
 }
 fn msg_key(id: u64) -> String {
     format!("msg/{id:020}")
+}
+/// Change index of local messages: `mseq/<seq>` -> message id, and `mseqof/<id>` -> its
+/// current seq. A message written before the index existed has neither (changed "at 0").
+fn mseq_key(seq: u64) -> String {
+    format!("mseq/{seq:020}")
+}
+fn mseqof_key(id: u64) -> String {
+    format!("mseqof/{id:020}")
+}
+const MSG_CURSOR: &str = "meta/msg_cursor";
+fn be_u64(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_be_bytes)
 }
 
 /// Everything one step changes, written as one batch.
@@ -158,11 +175,28 @@ impl WriteSet<'_> {
         Ok(true)
     }
     pub fn commit(mut self) -> Result<()> {
+        // Every new or changed message gets a fresh change number, higher than any before
+        // (sled's ids are monotonic across restarts); its previous index entry goes.
+        let mut cursor = None;
         for (id, m) in &self.msgs {
             self.batch.insert(
                 msg_key(*id).as_bytes(),
                 serde_json::to_vec(m).expect("msg json"),
             );
+            if let Some(old) = self.store.t.get(mseqof_key(*id))? {
+                if let Some(old) = be_u64(&old) {
+                    self.batch.remove(mseq_key(old).as_bytes());
+                }
+            }
+            let seq = self.store.db.generate_id()? + 1;
+            self.batch
+                .insert(mseq_key(seq).as_bytes(), &id.to_be_bytes());
+            self.batch
+                .insert(mseqof_key(*id).as_bytes(), &seq.to_be_bytes());
+            cursor = Some(seq);
+        }
+        if let Some(c) = cursor {
+            self.batch.insert(MSG_CURSOR, &c.to_be_bytes());
         }
         for (k, id) in &self.keys {
             self.batch
@@ -170,6 +204,11 @@ impl WriteSet<'_> {
         }
         self.store.t.apply_batch(self.batch)?;
         self.store.db.flush()?;
+        if let Some(c) = cursor {
+            // Published only once the whole batch is applied: a reader that sees the cursor
+            // sees every change up to it.
+            self.store.msg_cursor.fetch_max(c, Ordering::Release);
+        }
         Ok(())
     }
 }
@@ -191,7 +230,12 @@ impl Store {
                 )
             })?;
         let t = db.open_tree("greenlight")?;
-        Ok(Store { db, t })
+        let cursor = t.get(MSG_CURSOR)?.and_then(|v| be_u64(&v)).unwrap_or(0);
+        Ok(Store {
+            db,
+            t,
+            msg_cursor: Arc::new(AtomicU64::new(cursor)),
+        })
     }
 
     pub fn begin(&self) -> WriteSet<'_> {
@@ -291,6 +335,36 @@ impl Store {
             .scan_prefix("msg/")
             .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
             .collect()
+    }
+
+    /// The local channel's current change cursor (0 before any change was indexed).
+    pub fn message_cursor(&self) -> u64 {
+        self.msg_cursor.load(Ordering::Acquire)
+    }
+
+    /// The messages created or changed (text, reactions) after cursor `after` and up to `upto`
+    /// (a value of `message_cursor`), in id order. A change racing with this read may be left
+    /// out, but then it is numbered above `upto` and the next read from `upto` returns it.
+    pub fn messages_changed(&self, after: u64, upto: u64) -> Result<Vec<LocalMessage>> {
+        let mut ids = std::collections::BTreeSet::new();
+        if after < upto {
+            for kv in self
+                .t
+                .range(mseq_key(after + 1).into_bytes()..=mseq_key(upto).into_bytes())
+            {
+                let (_, v) = kv?;
+                if let Some(id) = be_u64(&v) {
+                    ids.insert(id);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(m) = self.message(id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 
     pub fn message_count(&self) -> usize {
@@ -431,6 +505,15 @@ impl Store {
                     batch.remove(format!("mkey/{key}").as_bytes());
                 }
             }
+            if let Some(id) = std::str::from_utf8(&k[4..])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                if let Some(seq) = self.t.get(mseqof_key(id))?.and_then(|s| be_u64(&s)) {
+                    batch.remove(mseq_key(seq).as_bytes());
+                }
+                batch.remove(mseqof_key(id).as_bytes());
+            }
             batch.remove(k);
             dropped += 1;
         }
@@ -478,6 +561,81 @@ mod tests {
         );
         assert!(s.active_runs().unwrap().is_empty());
         assert!(Phase::Succeeded.is_terminal());
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn msg(text: &str) -> LocalMessage {
+        LocalMessage {
+            id: String::new(),
+            channel: "deploys".into(),
+            user: "bob".into(),
+            text: text.into(),
+            thread_id: None,
+            ts: Utc::now(),
+            visible_to: None,
+            reactions: vec![],
+            key: None,
+        }
+    }
+
+    #[test]
+    fn changes_are_numbered_and_survive_reopen_and_old_messages() {
+        let dir = std::env::temp_dir().join(format!("gl-store-seq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, old_id);
+        {
+            let s = Store::open(&dir, 1 << 20).unwrap();
+            assert_eq!(s.message_cursor(), 0);
+            // A message as an older greenlight wrote it: no change index.
+            old_id = 5_000_000u64;
+            let mut m = msg("old");
+            m.id = old_id.to_string();
+            s.t.insert(msg_key(old_id), serde_json::to_vec(&m).unwrap())
+                .unwrap();
+            let mut w = s.begin();
+            a = w.add_message(msg("a")).unwrap();
+            w.commit().unwrap();
+            let c1 = s.message_cursor();
+            assert!(c1 > 0);
+            let changed = s.messages_changed(0, c1).unwrap();
+            assert_eq!(changed.len(), 1, "{changed:?}");
+            assert_eq!(changed[0].text, "a");
+            assert!(s.messages_changed(c1, c1).unwrap().is_empty());
+            let mut w = s.begin();
+            let b = w.add_message(msg("b")).unwrap();
+            let mut m = w.message(a).unwrap().unwrap();
+            m.text = "a, edited".into();
+            w.update_message(a, m);
+            w.commit().unwrap();
+            let c2 = s.message_cursor();
+            let changed = s.messages_changed(c1, c2).unwrap();
+            let ids: Vec<String> = changed.iter().map(|m| m.id.clone()).collect();
+            assert_eq!(ids, vec![a.to_string(), b.to_string()]);
+            assert_eq!(changed[0].text, "a, edited");
+            // The edit moved the message: it is listed once.
+            assert_eq!(s.messages_changed(0, c2).unwrap().len(), 2);
+            assert_eq!(s.messages().unwrap().len(), 3);
+        }
+        let s = Store::open(&dir, 1 << 20).unwrap();
+        let c = s.message_cursor();
+        assert!(c > 0, "the cursor is persisted");
+        assert!(s.messages_changed(c, c).unwrap().is_empty());
+        // Editing an old message indexes it.
+        let mut w = s.begin();
+        let mut m = w.message(old_id).unwrap().unwrap();
+        m.text = "old, edited".into();
+        w.update_message(old_id, m);
+        w.commit().unwrap();
+        let changed = s.messages_changed(c, s.message_cursor()).unwrap();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].text, "old, edited");
+        assert!(s.message_cursor() > c);
+        // Trimming drops the index entries with the messages.
+        s.trim_messages(1).unwrap();
+        assert_eq!(s.messages_changed(0, s.message_cursor()).unwrap().len(), 1);
+        assert_eq!(s.t.scan_prefix("mseq/").count(), 1);
+        assert_eq!(s.t.scan_prefix("mseqof/").count(), 1);
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,13 +1,16 @@
 //! The bot's own Prometheus metrics (`/metrics`): runs by outcome, command acknowledgement
-//! latency, rollbacks, outbox depth and platform connection state.
+//! latency, rollbacks, outbox depth and platform connection state; and, beside the gauges, why a
+//! platform is down (since when, the last error), which `/readyz` reports.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -32,9 +35,29 @@ pub struct Telemetry {
     pub runs: Family<OutcomeLabels, Counter>,
     pub rollbacks: Family<EnvLabels, Counter>,
     pub ack_seconds: Histogram,
-    pub outbox_depth: Gauge,
+    pub outbox_depth: Family<PlatformLabels, Gauge>,
+    /// 1 while a platform's deliverer cannot reach its API (see [`Telemetry::delivery_failed`]).
+    pub outbox_stalled: Family<PlatformLabels, Gauge>,
+    /// Set it through [`Telemetry::set_connected`] to give `/readyz` the reason, or directly.
     pub connected: Family<PlatformLabels, Gauge>,
     pub active_runs: Gauge,
+    outages: Arc<Mutex<BTreeMap<(String, Outage), Down>>>,
+}
+
+/// What is wrong with a platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outage {
+    /// Its connection (Socket Mode, gateway) is down.
+    Disconnected,
+    /// Its deliverer's last attempt failed with a transport error, a timeout or a 5xx.
+    Stalled,
+}
+
+/// Since when something is wrong, and the latest reason.
+#[derive(Clone, Debug, PartialEq)]
+struct Down {
+    since: DateTime<Utc>,
+    reason: String,
 }
 
 impl Default for Telemetry {
@@ -50,7 +73,8 @@ impl Telemetry {
         let ack_seconds = Histogram::new([
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
         ]);
-        let outbox_depth = Gauge::default();
+        let outbox_depth = Family::<PlatformLabels, Gauge>::default();
+        let outbox_stalled = Family::<PlatformLabels, Gauge>::default();
         let connected = Family::<PlatformLabels, Gauge>::default();
         let active_runs = Gauge::default();
         let mut r = Registry::with_prefix("greenlight");
@@ -71,8 +95,13 @@ impl Telemetry {
         );
         r.register(
             "outbox_depth",
-            "Chat messages written but not yet delivered to a remote platform (the local channel is written in the same transaction, so it never queues)",
+            "Chat messages written but not yet delivered, by remote platform (the local channel is written in the same transaction, so it never queues)",
             outbox_depth.clone(),
+        );
+        r.register(
+            "outbox_stalled",
+            "1 while a platform's last delivery attempt failed with a transport error, a timeout or a 5xx and messages are waiting",
+            outbox_stalled.clone(),
         );
         r.register(
             "platform_connected",
@@ -86,9 +115,125 @@ impl Telemetry {
             rollbacks,
             ack_seconds,
             outbox_depth,
+            outbox_stalled,
             connected,
             active_runs,
+            outages: Arc::default(),
         }
+    }
+
+    fn labels(platform: &str) -> PlatformLabels {
+        PlatformLabels {
+            platform: platform.to_string(),
+        }
+    }
+
+    /// Records a problem; its `since` stays that of the first report until it is cleared.
+    fn down(&self, platform: &str, what: Outage, reason: &str) {
+        let mut o = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        o.entry((platform.to_string(), what))
+            .and_modify(|d| d.reason = reason.to_string())
+            .or_insert_with(|| Down {
+                since: Utc::now(),
+                reason: reason.to_string(),
+            });
+    }
+
+    fn up(&self, platform: &str, what: Outage) {
+        let mut o = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        o.remove(&(platform.to_string(), what));
+    }
+
+    /// A platform's connection came up (`Ok`) or went down (`Err` with the reason).
+    pub fn set_connected(&self, platform: &str, state: Result<(), &str>) {
+        let gauge = self.connected.get_or_create(&Self::labels(platform));
+        match state {
+            Ok(()) => {
+                self.up(platform, Outage::Disconnected);
+                gauge.set(1);
+            }
+            Err(reason) => {
+                self.down(platform, Outage::Disconnected, reason);
+                gauge.set(0);
+            }
+        }
+    }
+
+    /// The connection gauge's value (0 when never set).
+    pub fn connected_gauge(&self, platform: &str) -> i64 {
+        self.connected.get_or_create(&Self::labels(platform)).get()
+    }
+
+    /// A delivery attempt found the platform's API unreachable or failing (transport error,
+    /// timeout, 5xx): messages wait until a delivery succeeds.
+    pub fn delivery_failed(&self, platform: &str, reason: &str) {
+        self.down(platform, Outage::Stalled, reason);
+        self.outbox_stalled
+            .get_or_create(&Self::labels(platform))
+            .set(1);
+    }
+
+    /// The platform's API answered (a delivery succeeded or was refused for good), or nothing
+    /// waits: its outbox is draining.
+    pub fn delivery_ok(&self, platform: &str) {
+        self.up(platform, Outage::Stalled);
+        self.outbox_stalled
+            .get_or_create(&Self::labels(platform))
+            .set(0);
+    }
+
+    /// Messages waiting for `platform`.
+    pub fn set_outbox_depth(&self, platform: &str, n: usize) {
+        self.outbox_depth
+            .get_or_create(&Self::labels(platform))
+            .set(n as i64);
+    }
+
+    /// Why the bot is not ready, one phrase per problem: every platform whose connection gauge
+    /// is 0 (with the recorded reason when there is one) and every stalled deliverer with the
+    /// number of messages `waiting(platform)` reports (a stall with nothing waiting is none).
+    pub fn problems(&self, waiting: impl Fn(&str) -> usize) -> Vec<String> {
+        let outages = self
+            .outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let at = |d: &Down| d.since.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut out = Vec::new();
+        let text = self.encode();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("greenlight_platform_connected{") && l.ends_with(" 0"))
+        {
+            let platform = line
+                .split("platform=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("?")
+                .to_string();
+            out.push(
+                match outages.get(&(platform.clone(), Outage::Disconnected)) {
+                    Some(d) => format!("{platform}: not connected since {}: {}", at(d), d.reason),
+                    None => format!("{platform}: not connected"),
+                },
+            );
+        }
+        for ((platform, what), d) in &outages {
+            if *what != Outage::Stalled {
+                continue;
+            }
+            let n = waiting(platform);
+            if n == 0 {
+                continue;
+            }
+            let s = if n == 1 { "" } else { "s" };
+            out.push(format!(
+                "{platform}: cannot deliver since {}: {}; {n} message{s} waiting",
+                at(d),
+                d.reason
+            ));
+        }
+        out
     }
 
     pub fn encode(&self) -> String {

@@ -1,6 +1,8 @@
 //! Delivers the outbox to a remote platform: in order, at least once, retrying 429 (honouring
 //! Retry-After), 5xx and timeouts; a delivered message's platform id is remembered so that
-//! edits, thread replies and reactions find it.
+//! edits, thread replies and reactions find it. While the last attempt failed with a transport
+//! error, a timeout or a 5xx, the platform is reported as stalled (`/readyz`, the
+//! `greenlight_outbox_stalled` gauge) until a delivery goes through.
 
 use crate::chat::discord::{DiscordClient, DiscordError};
 use crate::chat::slack::{SlackClient, SlackError};
@@ -60,9 +62,7 @@ pub async fn run<F, Fut>(
     let mut counted: Option<std::time::Instant> = None;
     loop {
         if counted.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            telemetry
-                .outbox_depth
-                .set(store.outbox_len(platform) as i64);
+            telemetry.set_outbox_depth(platform, store.outbox_len(platform));
             counted = Some(std::time::Instant::now());
         }
         let next = match store.outbox_first(platform) {
@@ -74,13 +74,20 @@ pub async fn run<F, Fut>(
             }
         };
         let Some((k, entry)) = next else {
-            telemetry.outbox_depth.set(0);
+            telemetry.set_outbox_depth(platform, 0);
+            telemetry.delivery_ok(platform);
             // Woken when something is queued; a periodic look costs nothing.
             let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
             continue;
         };
         let key = entry.key.clone();
-        match deliver(entry.clone()).await {
+        let result = deliver(entry.clone()).await;
+        match &result {
+            Err(Failure::Transient(e)) => telemetry.delivery_failed(platform, e),
+            // The API answered (even a 429 or a refusal): the outbox is draining.
+            _ => telemetry.delivery_ok(platform),
+        }
+        match result {
             Ok(landed) => {
                 backoff = Duration::from_millis(500);
                 let (channel, id) = match &landed {
@@ -131,7 +138,9 @@ pub async fn slack(
     .await
 }
 
-/// One message; returns where a new message landed.
+/// One message; returns where a new message landed. With a `respond_url` it answers there
+/// (`ephemeral_to` set: only the sender sees it); without one, `ephemeral_to` names the Slack user
+/// who alone sees it (chat.postEphemeral, in the thread of `thread_key` when that was posted).
 async fn deliver_slack(
     store: &Store,
     client: &SlackClient,
@@ -144,6 +153,13 @@ async fn deliver_slack(
         return Ok(None);
     }
     let known = |key: &str| store.platform_ref("slack", key).ok().flatten();
+    if let Some(user) = e.ephemeral_to.as_deref().filter(|u| !u.is_empty()) {
+        let thread_ts = e.thread_key.as_deref().and_then(known).map(|(_, ts)| ts);
+        client
+            .post_ephemeral(&e.channel, thread_ts.as_deref(), user, &e.text)
+            .await?;
+        return Ok(None);
+    }
     if e.edit {
         if let Some((channel, ts)) = e.key.as_deref().and_then(known) {
             client
@@ -220,4 +236,113 @@ async fn deliver_discord(
     };
     let id = client.post_message(&channel, &e.text).await?;
     Ok(Some((channel, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    fn entry(text: &str) -> OutboxEntry {
+        OutboxEntry {
+            platform: "slack".into(),
+            channel: "C1".into(),
+            text: text.into(),
+            key: None,
+            thread_key: None,
+            edit: false,
+            buttons: false,
+            respond_url: None,
+            ephemeral_to: None,
+        }
+    }
+
+    /// Each attempt first records what `/readyz` would say at that moment (so the record shows
+    /// the effect of the attempt before it), then fails or succeeds as scripted.
+    #[tokio::test]
+    async fn only_transport_errors_and_5xx_stall_a_platform_until_a_delivery_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut ws = store.begin();
+        ws.push_outbox(&entry("one")).unwrap();
+        ws.push_outbox(&entry("two")).unwrap();
+        ws.commit().unwrap();
+        let telemetry = Telemetry::new();
+        let script = [
+            Err(Failure::Transient(
+                "chat.postMessage: HTTP 503 Service Unavailable".into(),
+            )),
+            Err(Failure::RateLimited(Duration::from_millis(1))),
+            Err(Failure::Transient(
+                "chat.postMessage: no answer within 10s".into(),
+            )),
+            Err(Failure::Permanent(
+                "chat.postMessage: channel_not_found".into(),
+            )),
+            Ok(None),
+        ];
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+        let (s, t, a, w) = (
+            store.clone(),
+            telemetry.clone(),
+            attempts.clone(),
+            seen.clone(),
+        );
+        let task = tokio::spawn(run(
+            "slack",
+            store.clone(),
+            Arc::new(Notify::new()),
+            telemetry.clone(),
+            move |_| {
+                let problems = t.problems(|p| s.outbox_len(p));
+                w.lock().unwrap().push(problems);
+                let n = a.fetch_add(1, Ordering::SeqCst);
+                let result = script.get(n).cloned().unwrap_or(Ok(None));
+                async move { result }
+            },
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while store.outbox_len("slack") > 0 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", seen);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(seen[0].is_empty(), "{seen:?}");
+        // After a 503: one line with since when, why, and how many wait.
+        assert_eq!(seen[1].len(), 1, "{seen:?}");
+        assert!(
+            seen[1][0].starts_with("slack: cannot deliver since ")
+                && seen[1][0].ends_with(
+                    ": chat.postMessage: HTTP 503 Service Unavailable; 2 messages waiting"
+                ),
+            "{seen:?}"
+        );
+        // A 429 is an answer: the outbox drains, slowly.
+        assert!(seen[2].is_empty(), "{seen:?}");
+        assert!(seen[3][0].contains("no answer within 10s"), "{seen:?}");
+        // A refusal is an answer too (that message is dropped).
+        assert!(seen[4].is_empty(), "{seen:?}");
+        assert!(telemetry.problems(|p| store.outbox_len(p)).is_empty());
+        assert!(telemetry
+            .encode()
+            .contains("greenlight_outbox_stalled{platform=\"slack\"} 0"));
+        task.abort();
+    }
+
+    #[test]
+    fn a_stall_with_nothing_waiting_is_not_a_problem() {
+        let telemetry = Telemetry::new();
+        telemetry.delivery_failed("discord", "create message: HTTP 502 Bad Gateway");
+        assert!(telemetry.problems(|_| 0).is_empty());
+        assert_eq!(
+            telemetry.problems(|_| 1).len(),
+            1,
+            "{:?}",
+            telemetry.problems(|_| 1)
+        );
+        assert!(telemetry.problems(|_| 1)[0].ends_with("; 1 message waiting"));
+    }
 }

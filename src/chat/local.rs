@@ -7,7 +7,8 @@ use crate::core::message::{Post, Room};
 use crate::store::{LocalMessage, Reaction, WriteSet};
 use anyhow::Result;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -19,6 +20,16 @@ use tokio::sync::oneshot;
 
 pub const BOT_USER: &str = "greenlight";
 pub const PAGE: &str = include_str!("local_page.html");
+/// The longest message text, in characters (Slack's cap; Discord's is 2,000).
+pub const MAX_TEXT_CHARS: usize = 40_000;
+/// The largest request body of the local API. A maximal text JSON-escaped fits many times;
+/// the margin lets a merely too-long text be read whole and refused with a JSON answer (a
+/// body over the limit is cut off mid-send, which a client sees as a reset connection).
+pub const BODY_LIMIT: usize = 4 << 20;
+/// The longest user, channel, id or emoji name accepted.
+const MAX_NAME_CHARS: usize = 200;
+/// The response header carrying the cursor for the next incremental read.
+pub const CURSOR_HEADER: &str = "x-greenlight-cursor";
 
 /// Every channel name the local channel knows: the three defaults and those environments name.
 pub fn known_channels(cfg: &Config) -> BTreeSet<String> {
@@ -137,7 +148,8 @@ pub fn render_post(
         Some(k) => ws.id_for_key(k)?.map(|id| id.to_string()),
         None => None,
     };
-    add_bot_message(ws, channel, thread, &p.text, None, p.key.clone(), now)?;
+    let visible_to = p.to.as_ref().map(|u| u.0.clone());
+    add_bot_message(ws, channel, thread, &p.text, visible_to, p.key.clone(), now)?;
     Ok(())
 }
 
@@ -209,11 +221,80 @@ fn error(status: u16, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({"error": message.into()}))).into_response()
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| {
+/// Parses a JSON object body (an array or any other JSON value is refused).
+fn parse_body<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Box<Response>> {
+    let body = body
+        .map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                error(
+                    413,
+                    format!("the request body is too large (at most {BODY_LIMIT} bytes)"),
+                )
+            } else {
+                let t = r.body_text();
+                error(
+                    r.status().as_u16(),
+                    format!(
+                        "bad request: {}",
+                        t.lines().next().unwrap_or("unreadable body")
+                    ),
+                )
+            }
+        })
+        .map_err(Box::new)?;
+    let first_line = |e: serde_json::Error| {
         let msg = e.to_string();
-        format!("bad request: {}", msg.lines().next().unwrap_or("bad JSON"))
-    })
+        Box::new(error(
+            400,
+            format!("bad request: {}", msg.lines().next().unwrap_or("bad JSON")),
+        ))
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(first_line)?;
+    if !v.is_object() {
+        return Err(Box::new(error(
+            400,
+            "bad request: the body must be a JSON object",
+        )));
+    }
+    serde_json::from_value(v).map_err(first_line)
+}
+
+/// Refuses over-long names before they reach the loop (or an error line that echoes them).
+fn check_names(fields: &[(&str, Option<&str>)]) -> Result<(), Box<Response>> {
+    for (name, v) in fields {
+        if v.is_some_and(|v| v.chars().count() > MAX_NAME_CHARS) {
+            return Err(Box::new(error(
+                400,
+                format!("{name} is too long (at most {MAX_NAME_CHARS} characters)"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A message text must have something visible in it and at most `MAX_TEXT_CHARS` characters.
+pub fn check_text(text: &str) -> Result<(), (u16, String)> {
+    let n = text.chars().count();
+    if n > MAX_TEXT_CHARS {
+        return Err((
+            413,
+            format!("text is too long: {n} characters (at most {MAX_TEXT_CHARS})"),
+        ));
+    }
+    let invisible = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    };
+    if text.chars().all(invisible) {
+        return Err((
+            400,
+            "text is empty: it has only whitespace or control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -239,22 +320,102 @@ pub async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-pub async fn get_messages(State(h): State<Handle>) -> Response {
-    match h.store.messages() {
-        Ok(msgs) => Json(msgs).into_response(),
+#[derive(Deserialize)]
+pub struct MessagesQuery {
+    /// Whose private replies to include (none without it).
+    #[serde(rename = "as")]
+    as_user: Option<String>,
+    /// Only what changed after this cursor (a previous answer's `X-Greenlight-Cursor`).
+    after: Option<String>,
+}
+
+/// Every message (or, with `after`, those created or changed since that cursor) that is public
+/// or meant for `as`, in id order; the cursor for the next read is in `X-Greenlight-Cursor`.
+pub async fn get_messages(
+    State(h): State<Handle>,
+    q: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(400, format!("bad query: {}", first_line(&e.body_text()))),
+    };
+    if let Some(u) = &q.as_user {
+        if !h
+            .cfg
+            .users
+            .contains_key(&crate::core::UserId::new(u.as_str()))
+        {
+            return error(
+                400,
+                format!("unknown user \"{}\": not a key under [users]", clip(u)),
+            );
+        }
+    }
+    let after = match q.after.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return error(
+                400,
+                "bad query: after must be a cursor from X-Greenlight-Cursor (a number)",
+            )
+        }
+    };
+    // The cursor is taken before reading: whatever changes meanwhile is numbered above it.
+    let cursor = h.store.message_cursor();
+    let read = match after {
+        // A cursor ahead of this store's (another data directory): everything, as without it.
+        Some(a) if a <= cursor => h.store.messages_changed(a, cursor),
+        _ => h.store.messages(),
+    };
+    match read {
+        Ok(mut msgs) => {
+            msgs.retain(|m| {
+                m.visible_to.is_none() || m.visible_to.as_deref() == q.as_user.as_deref()
+            });
+            (
+                [
+                    (CURSOR_HEADER, cursor.to_string()),
+                    ("cache-control", "no-store".to_string()),
+                ],
+                Json(msgs),
+            )
+                .into_response()
+        }
         Err(e) => error(500, format!("cannot read messages: {e}")),
     }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_NAME_CHARS).collect()
 }
 
 pub async fn get_users(State(h): State<Handle>) -> Response {
     Json(h.cfg.users.keys().map(|u| u.0.clone()).collect::<Vec<_>>()).into_response()
 }
 
-pub async fn post_message(State(h): State<Handle>, body: Bytes) -> Response {
-    let b: PostBody = match parse_body(&body) {
+pub async fn post_message(
+    State(h): State<Handle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let b: PostBody = match parse_body(body) {
         Ok(b) => b,
-        Err(m) => return error(400, m),
+        Err(r) => return *r,
     };
+    if let Err(r) = check_names(&[
+        ("user", Some(&b.user)),
+        ("thread_id", b.thread_id.as_deref()),
+        ("channel", b.channel.as_deref()),
+    ]) {
+        return *r;
+    }
+    if let Err((status, m)) = check_text(&b.text) {
+        return error(status, m);
+    }
     let (tx, rx) = oneshot::channel();
     let ev = AppEvent::LocalPost {
         user: b.user,
@@ -269,19 +430,32 @@ pub async fn post_message(State(h): State<Handle>, body: Bytes) -> Response {
     }
 }
 
-pub async fn add_reaction(State(h): State<Handle>, body: Bytes) -> Response {
+pub async fn add_reaction(
+    State(h): State<Handle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     react(h, body, true).await
 }
 
-pub async fn remove_reaction(State(h): State<Handle>, body: Bytes) -> Response {
+pub async fn remove_reaction(
+    State(h): State<Handle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     react(h, body, false).await
 }
 
-async fn react(h: Handle, body: Bytes, add: bool) -> Response {
-    let b: ReactionBody = match parse_body(&body) {
+async fn react(h: Handle, body: Result<Bytes, BytesRejection>, add: bool) -> Response {
+    let b: ReactionBody = match parse_body(body) {
         Ok(b) => b,
-        Err(m) => return error(400, m),
+        Err(r) => return *r,
     };
+    if let Err(r) = check_names(&[
+        ("user", Some(&b.user)),
+        ("message_id", Some(&b.message_id)),
+        ("emoji", Some(&b.emoji)),
+    ]) {
+        return *r;
+    }
     let (tx, rx) = oneshot::channel();
     let ev = AppEvent::LocalReaction {
         user: b.user,

@@ -23,7 +23,14 @@
 //!   so commands are acked bare this way (a `{}` payload may be shown to the user).
 //! - `{"type":"disconnect"}` calls `restart_client`, which shuts the old socket and starts a new
 //!   client that calls `apps.connections.open` again (`clients_manager_listener.rs:101-108`,
-//!   `tokio_clients_manager.rs:72-111`, `tungstenite_wss_client.rs:75-105`).
+//!   `tokio_clients_manager.rs:72-111`, `tungstenite_wss_client.rs:75-105`). A close frame, a
+//!   socket error and missed pongs end in the same `restart_client` (`on_disconnect`,
+//!   `tungstenite_wss_client.rs:283-290, 393-402, 414-437`); a failed reconnect is retried every
+//!   `reconnect_timeout_in_seconds` (`:140-170`). None of this reaches a callback: the only
+//!   connection-state hook is the `hello` callback (`callbacks.rs:47-98`), and the socket client
+//!   reaches the Web API only for `apps.connections.open`, through the listener environment's
+//!   client (`tungstenite_wss_client.rs:78-90`). So a connection opened by that client's HTTP
+//!   connector means "(re)connecting" and a `hello` means "connected" (see `SocketWatch`).
 //! - `SlackEventSignatureVerifier::verify` compares the HMAC first and checks the timestamp
 //!   against the system clock only after a match (`signature_verifier.rs:39-60`).
 //! - `respond_to_event` posts a `SlackApiPostWebhookMessageRequest`, which has no
@@ -33,11 +40,17 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::telemetry::Telemetry;
+
+use hyper_rustls::HttpsConnector;
 use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use serde::Serialize;
 use slack_morphism::api::{
     SlackApiChatPostEphemeralRequest, SlackApiChatPostMessageRequest, SlackApiChatUpdateRequest,
@@ -100,6 +113,8 @@ const SECTION_TEXT_LIMIT: usize = 3000;
 const MAX_SECTIONS: usize = 49;
 /// Used when a 429 carries no `Retry-After` (Slack always sends one).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The platform label of Slack's metrics.
+const PLATFORM: &str = "slack";
 
 // ---------------------------------------------------------------------------------------------
 // Pure conversion
@@ -413,7 +428,16 @@ fn map_error(method: &str, err: SlackClientError) -> SlackError {
             "{method}: unexpected response: {}",
             one_line(&e.json_error.to_string())
         )),
-        // Connection refused/reset, TLS and DNS failures, end of stream.
+        // Connection refused/reset, TLS and DNS failures: the cause's chain of messages (its
+        // own Display is a Debug dump).
+        SlackClientError::HttpProtocolError(e) => SlackError::Transient(format!(
+            "{method}: {}",
+            e.cause
+                .as_deref()
+                .map(|c| error_chain(c))
+                .unwrap_or_else(|| "HTTP error".into())
+        )),
+        // End of stream, anything else.
         other => SlackError::Transient(format!("{method}: {}", one_line(&other.to_string()))),
     }
 }
@@ -452,6 +476,20 @@ fn api_base(api_url: &str) -> Result<(String, bool), String> {
     Ok((url.as_str().trim_end_matches('/').to_string(), loopback))
 }
 
+/// "outer: inner: innermost", on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![one_line(&e.to_string())];
+    let mut next = e.source();
+    while let Some(inner) = next {
+        let text = one_line(&inner.to_string());
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = inner.source();
+    }
+    parts.join(": ")
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -481,6 +519,17 @@ type MorphismClient = slack_morphism::SlackClient<Connector>;
 /// http is allowed when the configured API host is loopback (tests' fakes). Roots: the system's
 /// (as slack-morphism's default), falling back to the bundled webpki roots when there are none.
 fn build_connector(settings: &SlackSettings) -> Result<Connector, String> {
+    build_connector_with(settings, |https| https)
+}
+
+/// [`build_connector`] with the HTTPS connector wrapped by `wrap`.
+fn build_connector_with<H>(
+    settings: &SlackSettings,
+    wrap: impl FnOnce(HttpsConnector<HttpConnector>) -> H,
+) -> Result<SlackClientHyperConnector<H>, String>
+where
+    H: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let (base, loopback) = api_base(&settings.api_url)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -498,7 +547,7 @@ fn build_connector(settings: &SlackSettings) -> Result<Connector, String> {
         roots.https_only()
     };
     let https = schemes.enable_http1().enable_http2().wrap_connector(http);
-    Ok(SlackClientHyperConnector::with_connector(https).with_slack_api_url(&base))
+    Ok(SlackClientHyperConnector::with_connector(wrap(https)).with_slack_api_url(&base))
 }
 
 /// The Slack Web API as greenlight uses it: post, update, respond, ephemeral.
@@ -635,10 +684,12 @@ impl SlackClient {
         Ok(())
     }
 
-    /// chat.postEphemeral to one user in a channel (a refused click without response_url).
+    /// chat.postEphemeral to one user in a channel, in the thread of `thread_ts` when given (a
+    /// refused click without response_url).
     pub async fn post_ephemeral(
         &self,
         channel: &str,
+        thread_ts: Option<&str>,
         user: &str,
         text: &str,
     ) -> Result<(), SlackError> {
@@ -646,7 +697,8 @@ impl SlackClient {
             SlackChannelId(channel.to_string()),
             SlackUserId(user.to_string()),
             message_content(text, false),
-        );
+        )
+        .opt_thread_ts(thread_ts.map(|ts| SlackTs(ts.to_string())));
         let session = self.client.open_session(&self.token);
         self.call("chat.postEphemeral", session.chat_post_ephemeral(&req))
             .await?;
@@ -681,6 +733,144 @@ impl SlackClient {
 /// slack-morphism's callbacks are `fn` pointers.
 struct InboundSink(Arc<dyn Fn(SlackInbound) + Send + Sync>);
 
+/// The Socket Mode connection's state, reported as `greenlight_platform_connected{platform=
+/// "slack"}` and by `/readyz`. slack-morphism has no callback for a closed socket (module docs),
+/// so: its socket client opens an HTTP connection through [`ReconnectWatch`] only to call
+/// `apps.connections.open`, which it does only when it has no socket: that is "disconnected";
+/// the `hello` frame that starts every socket is "connected". Also kept in the listener's user
+/// state, for the hello callback.
+#[derive(Clone)]
+struct SocketWatch {
+    telemetry: Telemetry,
+    reconnect_every: Duration,
+    /// A `hello` was seen once: later opens are reconnects.
+    connected_once: Arc<AtomicBool>,
+}
+
+impl SocketWatch {
+    fn opening(&self) {
+        let reason = if self.connected_once.load(Ordering::SeqCst) {
+            format!(
+                "Socket Mode lost its connection; reconnecting through apps.connections.open (every {} s while it fails)",
+                self.reconnect_every.as_secs()
+            )
+        } else {
+            "Socket Mode is connecting through apps.connections.open".to_string()
+        };
+        if self.telemetry.connected_gauge(PLATFORM) != 0 {
+            warn!("slack: Socket Mode disconnected; reconnecting");
+        }
+        self.telemetry.set_connected(PLATFORM, Err(&reason));
+    }
+
+    fn hello(&self) {
+        self.connected_once.store(true, Ordering::SeqCst);
+        if self.telemetry.connected_gauge(PLATFORM) != 1 {
+            tracing::info!("slack: Socket Mode connected");
+        }
+        self.telemetry.set_connected(PLATFORM, Ok(()));
+    }
+
+    /// The connection attempt itself failed (TCP, TLS): a better reason than "reconnecting".
+    fn open_failed(&self, error: &str) {
+        self.telemetry.set_connected(
+            PLATFORM,
+            Err(&format!(
+                "Socket Mode cannot reach apps.connections.open: {}",
+                one_line(error)
+            )),
+        );
+    }
+}
+
+/// The Socket Mode client's HTTP connector: reports each connection it opens to the
+/// [`SocketWatch`] and keeps none for reuse (a pooled connection would hide the next reconnect).
+#[derive(Clone)]
+struct ReconnectWatch<C> {
+    inner: C,
+    watch: SocketWatch,
+}
+
+impl<C> tower_service::Service<hyper::Uri> for ReconnectWatch<C>
+where
+    C: tower_service::Service<hyper::Uri>,
+    C::Future: Send + 'static,
+    C::Error: std::fmt::Display,
+{
+    type Response = Unpooled<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        self.watch.opening();
+        let (connecting, watch) = (self.inner.call(uri), self.watch.clone());
+        Box::pin(async move {
+            connecting
+                .await
+                .map(Unpooled)
+                .inspect_err(|e| watch.open_failed(&e.to_string()))
+        })
+    }
+}
+
+/// A connection the client pool never reuses (its `Connected` is poisoned from the start).
+struct Unpooled<T>(T);
+
+impl<T: Connection> Connection for Unpooled<T> {
+    fn connected(&self) -> Connected {
+        let connected = self.0.connected();
+        connected.poison();
+        connected
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Unpooled<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Unpooled<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+}
+
+type SocketConnector = SlackClientHyperConnector<ReconnectWatch<HttpsConnector<HttpConnector>>>;
+type SocketClient = slack_morphism::SlackClient<SocketConnector>;
+
 /// Returned by the command callback so that the envelope is acked without a payload (see the
 /// module docs); the error handler recognises it.
 #[derive(Debug)]
@@ -695,20 +885,35 @@ impl std::fmt::Display for AckWithoutPayload {
 impl std::error::Error for AckWithoutPayload {}
 
 async fn deliver(state: &SlackClientEventsUserState, inbound: SlackInbound) {
-    let sink = state
-        .read()
-        .await
-        .get_user_state::<InboundSink>()
-        .map(|s| s.0.clone());
+    let (sink, watch) = {
+        let state = state.read().await;
+        (
+            state.get_user_state::<InboundSink>().map(|s| s.0.clone()),
+            state.get_user_state::<SocketWatch>().cloned(),
+        )
+    };
+    // An envelope arrived on a socket: it is connected, hello or not.
+    if let Some(watch) = watch {
+        watch.hello();
+    }
     match sink {
         Some(sink) => sink(inbound),
         None => warn!("slack socket mode: no sink for an inbound event"),
     }
 }
 
+/// Every socket starts with a `hello` (the event type is not exported by slack-morphism, hence
+/// the type parameter).
+async fn on_hello<E>(_hello: E, _client: Arc<SocketClient>, state: SlackClientEventsUserState) {
+    let watch = state.read().await.get_user_state::<SocketWatch>().cloned();
+    if let Some(watch) = watch {
+        watch.hello();
+    }
+}
+
 async fn on_command(
     event: SlackCommandEvent,
-    _client: Arc<MorphismClient>,
+    _client: Arc<SocketClient>,
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let inbound = command_to_inbound(&event);
@@ -719,7 +924,7 @@ async fn on_command(
 
 async fn on_push(
     event: SlackPushEventCallback,
-    _client: Arc<MorphismClient>,
+    _client: Arc<SocketClient>,
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     if let Some(inbound) = push_to_inbound(&event) {
@@ -731,7 +936,7 @@ async fn on_push(
 
 async fn on_interaction(
     event: SlackInteractionEvent,
-    _client: Arc<MorphismClient>,
+    _client: Arc<SocketClient>,
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     match interaction_to_inbound(&event) {
@@ -746,7 +951,7 @@ async fn on_interaction(
 
 fn on_listener_error(
     err: Box<dyn std::error::Error + Send + Sync>,
-    _client: Arc<MorphismClient>,
+    _client: Arc<SocketClient>,
     _state: SlackClientEventsUserState,
 ) -> HttpStatusCode {
     if err.downcast_ref::<AckWithoutPayload>().is_some() {
@@ -758,20 +963,23 @@ fn on_listener_error(
 
 /// A running Socket Mode connection (slack-morphism's `SlackClientSocketModeListener`, one
 /// socket). slack-morphism reconnects by itself after a `disconnect` frame, a closed socket or
-/// missed pongs, through `apps.connections.open`.
+/// missed pongs, through `apps.connections.open`; `greenlight_platform_connected{platform=
+/// "slack"}` follows (see [`SocketWatch`]).
 pub struct SocketMode {
-    listener: SlackClientSocketModeListener<Connector>,
+    listener: SlackClientSocketModeListener<SocketConnector>,
 }
 
 impl SocketMode {
     /// Connects with [`DEFAULT_RECONNECT_TIMEOUT`]. Slash commands, `reaction_added` /
     /// `reaction_removed` and `block_actions` are converted and handed to `sink`, which must
-    /// return at once: the envelope is acked only after it returns.
+    /// return at once: the envelope is acked only after it returns. The connection state goes
+    /// to `telemetry` (not connected until the first `hello`).
     pub async fn start(
         settings: &SlackSettings,
         sink: Arc<dyn Fn(SlackInbound) + Send + Sync>,
+        telemetry: &Telemetry,
     ) -> Result<SocketMode, String> {
-        Self::start_with_reconnect(settings, sink, DEFAULT_RECONNECT_TIMEOUT).await
+        Self::start_with_reconnect(settings, sink, telemetry, DEFAULT_RECONNECT_TIMEOUT).await
     }
 
     /// As [`SocketMode::start`], with the pause between reconnect attempts (whole seconds, at
@@ -779,6 +987,7 @@ impl SocketMode {
     pub async fn start_with_reconnect(
         settings: &SlackSettings,
         sink: Arc<dyn Fn(SlackInbound) + Send + Sync>,
+        telemetry: &Telemetry,
         reconnect_timeout: Duration,
     ) -> Result<SocketMode, String> {
         let app_token = settings
@@ -787,19 +996,35 @@ impl SocketMode {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or("Socket Mode needs an app-level token (SLACK_APP_TOKEN, xapp-...)")?;
-        let client = Arc::new(MorphismClient::new(build_connector(settings)?));
+        let reconnect_every = Duration::from_secs(reconnect_timeout.as_secs().max(1));
+        let watch = SocketWatch {
+            telemetry: telemetry.clone(),
+            reconnect_every,
+            connected_once: Arc::default(),
+        };
+        telemetry.set_connected(
+            PLATFORM,
+            Err("Socket Mode has not connected yet (no hello)"),
+        );
+        let connector = build_connector_with(settings, |inner| ReconnectWatch {
+            inner,
+            watch: watch.clone(),
+        })?;
+        let client = Arc::new(SocketClient::new(connector));
         let environment = Arc::new(
             SlackClientEventsListenerEnvironment::new(client)
                 .with_error_handler(on_listener_error)
-                .with_user_state(InboundSink(sink)),
+                .with_user_state(InboundSink(sink))
+                .with_user_state(watch),
         );
         let callbacks = SlackSocketModeListenerCallbacks::new()
+            .with_hello_events(on_hello)
             .with_command_events(on_command)
             .with_push_events(on_push)
             .with_interaction_events(on_interaction);
         let config = SlackClientSocketModeConfig::new()
             .with_max_connections_count(1)
-            .with_reconnect_timeout_in_seconds(reconnect_timeout.as_secs().max(1));
+            .with_reconnect_timeout_in_seconds(reconnect_every.as_secs());
         let listener = SlackClientSocketModeListener::new(&config, environment, callbacks);
         let token = SlackApiToken::new(SlackApiTokenValue(app_token.to_string()))
             .with_token_type(SlackApiTokenType::App);
@@ -1325,7 +1550,12 @@ mod tests {
             .await
             .unwrap();
         client
-            .post_ephemeral("C01DEPLOYS", "U01BOB", "you cannot approve your own run")
+            .post_ephemeral(
+                "C01DEPLOYS",
+                Some("1700000000.000100"),
+                "U01BOB",
+                "you cannot approve your own run",
+            )
             .await
             .unwrap();
 
@@ -1384,6 +1614,7 @@ mod tests {
         assert_eq!(m, "chat.postEphemeral");
         assert_eq!(pe["user"], "U01BOB");
         assert_eq!(pe["channel"], "C01DEPLOYS");
+        assert_eq!(pe["thread_ts"], "1700000000.000100");
     }
 
     #[tokio::test]
@@ -1476,15 +1707,19 @@ mod tests {
         let sink: Arc<dyn Fn(SlackInbound) + Send + Sync> = Arc::new(move |i| {
             let _ = in_tx.send(i);
         });
+        let telemetry = Telemetry::new();
         let sm = SocketMode::start_with_reconnect(
             &settings(&format!("http://{addr}/api/")),
             sink,
+            &telemetry,
             Duration::from_secs(1),
         )
         .await
         .unwrap();
 
         let mut socket = within(sock_rx.recv()).await.unwrap();
+        // Socket open, no hello yet: not connected.
+        assert_eq!(telemetry.connected_gauge("slack"), 0);
         send(
             &mut socket,
             json!({"type": "hello", "num_connections": 1,
@@ -1511,6 +1746,9 @@ mod tests {
             next_text(&mut socket).await,
             json!({"envelope_id": "env-1"})
         );
+        // The hello (handled before the envelope) marked the connection up.
+        assert_eq!(telemetry.connected_gauge("slack"), 1);
+        assert!(telemetry.problems(|_| 0).is_empty());
         assert_eq!(
             within(in_rx.recv()).await.unwrap(),
             SlackInbound::Command {
@@ -1562,6 +1800,13 @@ mod tests {
         )
         .await;
         let mut second = within(sock_rx.recv()).await.unwrap();
+        // Reconnecting through apps.connections.open: down until the new socket's hello.
+        assert_eq!(telemetry.connected_gauge("slack"), 0);
+        let why = telemetry.problems(|_| 0).join("; ");
+        assert!(
+            why.starts_with("slack: not connected since ") && why.contains("reconnecting"),
+            "{why}"
+        );
         let opens = fake.opens.lock().unwrap().clone();
         assert_eq!(opens.len(), 2);
         assert!(opens
@@ -1577,6 +1822,8 @@ mod tests {
             next_text(&mut second).await,
             json!({"envelope_id": "env-4"})
         );
+        // No hello on this socket, but an envelope came through it: connected.
+        assert_eq!(telemetry.connected_gauge("slack"), 1);
         assert!(matches!(
             within(in_rx.recv()).await.unwrap(),
             SlackInbound::Reaction { added: true, .. }
@@ -1598,7 +1845,9 @@ mod tests {
         let mut s = settings("https://slack.com/api/");
         s.app_token = None;
         let sink: Arc<dyn Fn(SlackInbound) + Send + Sync> = Arc::new(|_| {});
-        assert!(SocketMode::start(&s, sink).await.is_err());
+        assert!(SocketMode::start(&s, sink, &Telemetry::new())
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -1619,9 +1868,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let client = SlackClient::new(&settings(&format!("http://{addr}/api/"))).unwrap();
-        assert!(matches!(
-            client.post_message("C1", None, "x", false).await,
-            Err(SlackError::Transient(_))
-        ));
+        match client.post_message("C1", None, "x", false).await {
+            // Readable, on one line: what /readyz shows.
+            Err(SlackError::Transient(m)) => assert!(
+                m.starts_with("chat.postMessage: ")
+                    && m.contains("onnection refused")
+                    && !m.contains("Some(")
+                    && !m.contains('\n'),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -12,6 +12,19 @@ pub enum Emoji {
     Other,
 }
 
+/// One emoji's canonical short name: skin tones count as the base, `thumbsup` and 👍 are `+1`,
+/// ✅ is `white_check_mark`, ❌ is `x`.
+pub fn base_name(short_name: &str) -> String {
+    let name = short_name.trim().trim_matches(':');
+    let base = name.split("::").next().unwrap_or(name);
+    match base {
+        "thumbsup" | "👍" => "+1".into(),
+        "✅" => "white_check_mark".into(),
+        "❌" => "x".into(),
+        other => other.to_string(),
+    }
+}
+
 pub fn classify(short_name: &str) -> Emoji {
     let name = short_name.trim().trim_matches(':');
     let base = name.split("::").next().unwrap_or(name);
@@ -30,6 +43,11 @@ pub struct Item {
     pub group: String,
     pub needed: u32,
     pub approvers: Vec<UserId>,
+    /// Which approving emoji each approver has on the item (✅ and 👍 both count): an approval
+    /// is withdrawn only when the last one is removed. Approvers from records written before
+    /// this field existed have none, so any removal withdraws theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<(UserId, String)>,
 }
 
 impl Item {
@@ -72,6 +90,8 @@ pub enum Outcome {
     Vetoed,
     /// Nothing changed and nothing needs saying (another emoji, a repeated reaction).
     Ignored,
+    /// Nothing visible changed, but which emoji an approver has on an item did (to be kept).
+    Noted,
     /// A ✅/👍/❌ that does not count; the reason is said in the thread.
     NotCounted(String),
 }
@@ -86,6 +106,7 @@ impl Checklist {
                     group,
                     needed,
                     approvers: Vec::new(),
+                    marks: Vec::new(),
                 })
                 .collect(),
             veto: None,
@@ -107,7 +128,8 @@ impl Checklist {
         out
     }
 
-    /// Applies a reaction. `in_group(user, group)` answers membership.
+    /// Applies a reaction of a kind (as its usual emoji). `in_group(user, group)` answers
+    /// membership.
     pub fn react(
         &mut self,
         requester: &UserId,
@@ -117,6 +139,26 @@ impl Checklist {
         emoji: Emoji,
         added: bool,
     ) -> Outcome {
+        let name = match emoji {
+            Emoji::Approve => "white_check_mark",
+            Emoji::Veto => "x",
+            Emoji::Other => "",
+        };
+        self.react_as(requester, user, in_group, target, name, added)
+    }
+
+    /// Applies the reaction `name` (a short name, any alias).
+    pub fn react_as(
+        &mut self,
+        requester: &UserId,
+        user: &UserId,
+        in_group: &dyn Fn(&UserId, &str) -> bool,
+        target: Target,
+        name: &str,
+        added: bool,
+    ) -> Outcome {
+        let emoji = classify(name);
+        let name = base_name(name);
         if emoji == Emoji::Other {
             return Outcome::Ignored;
         }
@@ -179,11 +221,18 @@ impl Checklist {
                     return Outcome::Ignored;
                 };
                 if !added {
+                    let had = item.marks.len();
+                    item.marks.retain(|(u, e)| !(u == user && *e == name));
+                    if item.marks.iter().any(|(u, _)| u == user) {
+                        // Another approving emoji of theirs is still on the item.
+                        return Outcome::Noted;
+                    }
                     return match item.approvers.iter().position(|u| u == user) {
                         Some(p) => {
                             item.approvers.remove(p);
                             Outcome::Withdrawn { item: i }
                         }
+                        None if item.marks.len() != had => Outcome::Noted,
                         None => Outcome::Ignored,
                     };
                 }
@@ -199,8 +248,17 @@ impl Checklist {
                         item.text, item.group
                     ));
                 }
+                let mark = (user.clone(), name);
+                let new_mark = !item.marks.contains(&mark);
+                if new_mark {
+                    item.marks.push(mark);
+                }
                 if item.approvers.contains(user) {
-                    return Outcome::Ignored;
+                    return if new_mark {
+                        Outcome::Noted
+                    } else {
+                        Outcome::Ignored
+                    };
                 }
                 item.approvers.push(user.clone());
                 Outcome::Approved {

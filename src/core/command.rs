@@ -197,7 +197,8 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
                         _ => {
                             return Err(UsageError::new(
                                 format!(
-                                    "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{v}\""
+                                    "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{}\"",
+                                    printable(&v)
                                 ),
                                 USAGE_HISTORY,
                             ))
@@ -249,7 +250,7 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
                     match digits.parse::<u64>() {
                         Ok(n) if n > 0 => Ok(Command::Cancel { run: RunId(n) }),
                         _ => Err(UsageError::new(
-                            format!("\"{id}\" is not a run number"),
+                            format!("\"{}\" is not a run number", printable(id)),
                             USAGE_CANCEL,
                         )),
                     }
@@ -335,7 +336,10 @@ pub fn parse_rollback(args: &str) -> Result<Command, UsageError> {
 }
 
 fn extra(tokens: &[String], usage: &'static str) -> UsageError {
-    UsageError::new(format!("unexpected \"{}\"", tokens.join(" ")), usage)
+    UsageError::new(
+        format!("unexpected \"{}\"", printable(&tokens.join(" "))),
+        usage,
+    )
 }
 
 fn no_opts(opts: &[(String, Option<String>)], usage: &'static str) -> Result<(), UsageError> {
@@ -417,7 +421,10 @@ fn service_name(value: Option<String>, usage: &'static str) -> Result<String, Us
         Ok(v)
     } else {
         Err(UsageError::new(
-            format!("invalid service name \"{v}\": use letters, digits, - and _"),
+            format!(
+                "invalid service name \"{}\": use letters, digits, - and _",
+                printable(&v)
+            ),
             usage,
         ))
     }
@@ -428,7 +435,10 @@ fn env_name(s: &str, usage: &'static str) -> Result<EnvName, UsageError> {
         Ok(EnvName::new(s))
     } else {
         Err(UsageError::new(
-            format!("invalid environment name \"{s}\": use letters, digits, - and _"),
+            format!(
+                "invalid environment name \"{}\": use letters, digits, - and _",
+                printable(s)
+            ),
             usage,
         ))
     }
@@ -456,9 +466,10 @@ pub fn check_version(v: &str) -> Result<(), String> {
     }
 }
 
+/// User input echoed in an answer: control characters dropped, at most 60 characters.
 fn printable(v: &str) -> String {
-    let s: String = v.chars().filter(|c| !c.is_control()).take(60).collect();
-    s
+    let s: String = v.chars().filter(|c| !c.is_control()).collect();
+    super::message::clip(&s, 60)
 }
 
 pub fn is_git_sha(v: &str) -> bool {

@@ -6,7 +6,9 @@
 use super::analysis::{Measurement, Sample};
 use super::command;
 use super::message::{self, Post, Room};
-use super::run::{Action, Changes, Engine, EnvState, Outcome, Phase, Run, RunKind, Timer};
+use super::run::{
+    Action, Changes, Engine, EnvState, LiveView, Outcome, Phase, Run, RunKind, Timer,
+};
 use super::{Colour, EnvName, RunId, UserId};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -14,7 +16,6 @@ use std::sync::Arc;
 
 const DEMO: &str = include_str!("../../config/greenlight.toml");
 const LINK: &str = "http://127.0.0.1:8080";
-const USAGE_DEPLOY: &str = command::USAGE_DEPLOY;
 
 // ---- time, names, samples ----------------------------------------------------------------
 
@@ -87,6 +88,7 @@ fn answer_ok(a: &Action) -> (RunId, u32, Outcome) {
         }
         Action::SwitchBack { run, attempt, .. } => (*run, *attempt, Outcome::SwitchBack(Ok(()))),
         Action::Teardown { .. } => panic!("a teardown has no result"),
+        Action::Observe { .. } => panic!("an observation is answered by H::drive"),
     }
 }
 
@@ -172,12 +174,20 @@ struct H {
 impl H {
     fn new(text: &str) -> H {
         let cfg = crate::config::parse(text, &|_| None).expect("config parses");
-        H {
+        let mut h = H {
             e: Engine::new(Arc::new(cfg), LINK.into()),
             runs: BTreeMap::new(),
             envs: BTreeMap::new(),
             next_run: 1,
+        };
+        // At start every traffic step is asked: here, nothing is live anywhere.
+        let envs: Vec<EnvName> = h.e.cfg.environments.keys().cloned().collect();
+        let mut all = Changes::default();
+        for env in envs {
+            all.extend(h.e.observed(&env, LiveView::Seen(None), DateTime::<Utc>::MIN_UTC));
         }
+        h.persist(all);
+        h
     }
 
     fn demo() -> H {
@@ -258,7 +268,7 @@ impl H {
     }
 
     fn resume(&mut self, id: RunId, live: Option<Colour>, now: DateTime<Utc>) -> Changes {
-        let ch = self.e.resume(id, live, now);
+        let ch = self.e.resume(id, LiveView::Seen(live), now);
         self.persist(ch)
     }
 
@@ -308,6 +318,24 @@ impl H {
         last.expect("a checklist with items")
     }
 
+    /// Answers the run's `Observe` action in `ch`: the traffic step sees what the engine
+    /// recorded.
+    fn see(&mut self, ch: &Changes, now: DateTime<Utc>) -> Changes {
+        let (env, id, attempt) = ch
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Observe {
+                    env,
+                    run: Some((id, attempt)),
+                } => Some((env.clone(), *id, *attempt)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no observation asked for in {ch:#?}"));
+        let live = self.e.envs[&env].live;
+        self.result(id, attempt, Outcome::Observed(LiveView::Seen(live)), now)
+    }
+
     /// Answers every driver action with success until run `id` reaches `stop`.
     fn drive(&mut self, id: RunId, mut ch: Changes, now: DateTime<Utc>, stop: Phase) -> Changes {
         for _ in 0..20 {
@@ -320,7 +348,18 @@ impl H {
                 .find(|a| !matches!(a, Action::Teardown { .. }))
                 .cloned()
                 .unwrap_or_else(|| panic!("run {id}: no action to answer on the way to {stop:?}"));
-            let (r, attempt, o) = answer_ok(&a);
+            let (r, attempt, o) = match &a {
+                // The traffic step agrees with what the engine recorded.
+                Action::Observe {
+                    env,
+                    run: Some((r, attempt)),
+                } => (
+                    *r,
+                    *attempt,
+                    Outcome::Observed(LiveView::Seen(self.e.envs[env].live)),
+                ),
+                a => answer_ok(a),
+            };
             assert_eq!(r, id);
             ch = self.result(r, attempt, o, now);
         }
@@ -476,6 +515,16 @@ fn happy_path_then_a_second_deploy_that_keeps_the_old_colour_warm() {
 
     // bob approves item 2: the checklist is complete and the deploy starts.
     let ch = h.approve("bob", r1, 1, wed(10, 6));
+    assert_eq!(
+        ch.actions,
+        vec![Action::Observe {
+            env: st.clone(),
+            run: Some((r1, 1))
+        }],
+        "first the traffic step is asked which colour is live"
+    );
+    assert!(lifecycle(&ch).is_empty());
+    let ch = h.see(&ch, wed(10, 6));
     assert_eq!(lifecycle(&ch), vec!["🚀 Deploying v1.2.0 to Staging..."]);
     assert_eq!(
         ch.actions,
@@ -579,6 +628,7 @@ fn happy_path_then_a_second_deploy_that_keeps_the_old_colour_warm() {
     assert!(reviewers.contains("<@alice>") && reviewers.contains("<@carol>"));
     assert!(!reviewers.contains("<@bob>"));
     let ch = h.approve_all(r2, "alice", wed(11, 1));
+    let ch = h.see(&ch, wed(11, 1));
     assert_eq!(
         ch.actions,
         vec![Action::DeployIdle {
@@ -679,6 +729,7 @@ green_url = "http://127.0.0.1:9002"
     let mut h = H::new(cfg);
     let ch = h.cmd("alice", "/deploy 1a2b3c4 qa", wed(10, 0));
     assert!(reply(&ch).0.contains("(empty: deploying now)"));
+    let ch = h.see(&ch, wed(10, 0));
     assert_eq!(lifecycle(&ch), vec!["🚀 Deploying 1a2b3c4 to QA..."]);
     assert!(matches!(
         ch.actions.as_slice(),
@@ -696,6 +747,8 @@ enum Expect {
     NotCounted(&'static str),
     /// Nothing changes and nothing is said.
     Silent,
+    /// Nothing is said, but the run keeps a note (which emoji, which refusal was told).
+    Noted,
     /// The run is vetoed.
     Vetoed,
     /// The run is over: only a reply to the reactor.
@@ -719,11 +772,13 @@ fn reactions_count_only_from_eligible_reviewers_who_did_not_request() {
         ),
         (
             "alice",
-            item(0),
+            item(1),
             "+1",
             true,
             Expect::NotCounted("the requester cannot approve their own run"),
         ),
+        // The same refusal again is not repeated: it was told once.
+        ("alice", item(1), "white_check_mark", true, Expect::Noted),
         (
             "mallory",
             item(0),
@@ -763,11 +818,13 @@ fn reactions_count_only_from_eligible_reviewers_who_did_not_request() {
                 "✅ 1. CI passed: build, lint, test green (1/1 from reviewers by carol)",
             ),
         ),
-        ("carol", item(0), "thumbsup", true, Expect::Silent),
+        // 👍 as well, then ✅ removed: 👍 still approves (an alias never withdraws).
+        ("carol", item(0), "thumbsup", true, Expect::Noted),
+        ("carol", item(0), "white_check_mark", false, Expect::Noted),
         (
             "carol",
             item(0),
-            "white_check_mark",
+            "+1",
             false,
             Expect::Line(
                 0,
@@ -827,6 +884,13 @@ fn reactions_count_only_from_eligible_reviewers_who_did_not_request() {
                 assert!(ch.actions.is_empty(), "{ctx}");
             }
             Expect::Silent => assert!(nothing(&ch), "{ctx}: {ch:#?}"),
+            Expect::Noted => {
+                assert!(
+                    ch.posts.is_empty() && ch.actions.is_empty(),
+                    "{ctx}: {ch:#?}"
+                );
+                assert_eq!(run_of(&ch, id).phase, Phase::AwaitingChecklist, "{ctx}");
+            }
             Expect::Vetoed => {
                 assert_eq!(run_of(&ch, id).phase, Phase::Vetoed, "{ctx}");
                 assert_eq!(env_of(&ch, &staging()).active_run, None, "{ctx}");
@@ -891,12 +955,16 @@ fn vetoes_from_eligible_reviewers_on_the_parent_or_an_item_are_final() {
 fn a_closed_checklist_says_so_when_someone_reacts() {
     let mut h = H::demo();
     let id = h.request("alice", "v1.2.0", "staging", wed(10, 0));
-    h.approve_all(id, "bob", wed(10, 1));
+    let ch = h.approve_all(id, "bob", wed(10, 1));
+    h.see(&ch, wed(10, 1));
     let ch = h.approve("carol", id, 0, wed(10, 2));
     let msgs = thread_msgs(&ch, id);
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].contains("the checklist of run 1 is closed (the run is deploying idle)"));
-    assert!(ch.runs.is_empty() && ch.actions.is_empty());
+    // Only the note that carol was told changed: no step, no new phase.
+    assert!(ch.actions.is_empty());
+    assert_eq!(run_of(&ch, id).phase, Phase::DeployingIdle);
+    assert_eq!(run_of(&ch, id).told.len(), 1);
     // Withdrawing after the checklist closed changes nothing.
     assert!(nothing(&h.react(
         "bob",
@@ -953,7 +1021,7 @@ group = "dba"
     );
     assert!(ch.actions.is_empty(), "the dba item is still open");
     let ch = h.approve("dave", id, 1, wed(10, 5));
-    assert!(matches!(ch.actions.as_slice(), [Action::DeployIdle { .. }]));
+    assert!(matches!(ch.actions.as_slice(), [Action::Observe { .. }]));
     assert_eq!(
         h.run(id).checklist.approvers(),
         vec![user("bob"), user("carol"), user("dave")]
@@ -965,21 +1033,19 @@ group = "dba"
 #[test]
 fn lock_and_unlock() {
     let mut h = H::demo();
-    let usage_lock = command::USAGE_LOCK;
-    let usage_unlock = command::USAGE_UNLOCK;
-    // (who, command, reply fragment, private, locked afterwards)
+    // (who, command, what is said, refused, locked afterwards)
     let rows: Vec<(&str, &str, String, bool, bool)> = vec![
         (
             "carol",
             "/deploy lock staging db maintenance",
-            format!("carol may not lock Staging: that needs the deployers group. Usage: {usage_lock}"),
+            "carol may not lock Staging: that needs the deployers group".into(),
             true,
             false,
         ),
         (
             "bob",
             "/deploy unlock staging",
-            format!("Staging is not locked. Usage: {usage_unlock}"),
+            "Staging is not locked".into(),
             true,
             false,
         ),
@@ -993,7 +1059,7 @@ fn lock_and_unlock() {
         (
             "alice",
             "/deploy v1.2.0 staging",
-            format!("Refused: Staging is locked by bob since 2026-11-25 10:02 UTC: db maintenance (/deploy unlock staging to lift it). Usage: {USAGE_DEPLOY}"),
+            "Refused: Staging is locked by bob since 2026-11-25 10:02 UTC: db maintenance (/deploy unlock staging to lift it)".into(),
             true,
             true,
         ),
@@ -1039,18 +1105,28 @@ fn lock_and_unlock() {
         let ch = h.cmd(who, text, now);
         let (got, got_private) = reply(&ch);
         let ctx = format!("row {n}: {who} {text}");
-        assert!(got.contains(&fragment), "{ctx}: {got}");
-        assert_eq!(got_private, private, "{ctx}");
+        let announced = !private && text.contains("lock");
+        assert!(got.contains(&fragment) || announced, "{ctx}: {got}");
+        assert_eq!(got_private, private || announced, "{ctx}");
         assert_eq!(h.env(&staging()).lock.is_some(), locked, "{ctx}");
-        if private {
+        if private && !text.contains("lock") || ch.envs.is_empty() {
             assert!(
-                ch.posts.is_empty() && ch.envs.is_empty(),
-                "{ctx}: refusals change nothing"
+                !got.contains("Usage:"),
+                "{ctx}: a refusal is not a usage error"
             );
+        }
+        if ch.envs.is_empty() && ch.runs.is_empty() {
+            assert!(ch.posts.is_empty(), "{ctx}: refusals change nothing");
             assert_eq!(h.next_run, before, "{ctx}");
         } else if text.contains("lock") {
-            // Lock and unlock are said in the channel too.
-            assert_eq!(lifecycle(&ch), vec![got], "{ctx}");
+            // Lock and unlock are announced once in the channel; the person gets a short
+            // private confirmation, not a second copy.
+            assert_eq!(lifecycle(&ch).len(), 1, "{ctx}");
+            assert!(lifecycle(&ch)[0].contains(&fragment), "{ctx}");
+            assert!(
+                got_private && got.contains("announced in the deploys channel"),
+                "{ctx}: {got}"
+            );
         }
     }
 }
@@ -1066,7 +1142,10 @@ fn one_active_run_per_environment() {
         text.contains("run 1 is already active on Staging (awaiting checklist); one run at a time per environment"),
         "{text}"
     );
-    assert!(text.contains("Usage:"));
+    assert!(
+        !text.contains("Usage:"),
+        "a well-formed command refused: no usage line"
+    );
     assert!(ch.posts.is_empty() && ch.runs.is_empty());
     assert_eq!(h.next_run, 2);
     // Another environment is independent.
@@ -1101,12 +1180,12 @@ fn malformed_input_is_refused_privately_with_the_usage_and_creates_nothing() {
         ("/deploy lock nowhere reason", "unknown environment \"nowhere\""),
         ("/deploy why-not v1.2.0 nowhere", "unknown environment \"nowhere\""),
         ("/rollback nowhere", "unknown environment \"nowhere\" (known: prod, staging). Usage: /rollback"),
-        ("/deploy cancel 99", "run 99 is not active. Usage: /deploy cancel"),
+        ("/deploy cancel 99", "run 99 is not active"),
         (
             "/deploy v1.2.0 staging --service api",
             "Staging has no services configured, so --service api is not valid",
         ),
-        ("/rollback staging", "nothing to roll back to: Staging has no earlier version. Usage: /rollback"),
+        ("/rollback staging", "nothing to roll back to: Staging has no earlier version"),
     ];
     let mut h = H::demo();
     for (n, (text, fragment)) in rows.into_iter().enumerate() {
@@ -1114,7 +1193,9 @@ fn malformed_input_is_refused_privately_with_the_usage_and_creates_nothing() {
         let (got, private) = reply(&ch);
         assert!(private, "{text}");
         assert!(got.contains(fragment), "{text}: {got}");
-        assert!(got.contains("Usage: /"), "{text}: {got}");
+        // Malformed input carries the usage; a well-formed command that is refused does not.
+        let malformed = fragment.contains("unknown environment");
+        assert_eq!(got.contains("Usage: /"), malformed, "{text}: {got}");
         assert!(
             ch.posts.is_empty() && ch.runs.is_empty() && ch.envs.is_empty(),
             "{text}"
@@ -1179,7 +1260,7 @@ fn why_not_and_dry_run_list_every_blocker_and_create_nothing() {
     );
     for step in [
         "1. open the checklist thread (2 items, expires after 4h)",
-        "deploy v1.2.0 to blue (idle); nothing is live yet",
+        "ask the traffic step which colour is live, then deploy v1.2.0 to the idle one (blue today; nothing is live)",
         "smoke tests: login/auth works, main dashboard loads, checkout works",
         "first deploy: latency trigger skipped",
         "monitor for 20s every 4s",
@@ -1260,7 +1341,7 @@ fn freeze_at_request_time() {
         }
         if !accepted {
             assert!(
-                got.starts_with("Refused: ") && got.contains("Usage:"),
+                got.starts_with("Refused: ") && !got.contains("Usage:"),
                 "{ctx}"
             );
             assert!(ch.posts.is_empty() && ch.runs.is_empty(), "{ctx}");
@@ -1363,6 +1444,7 @@ fn freeze_rechecked_at_checklist_completion_and_before_the_switch() {
     );
     let id = RunId(1);
     let ch = h.approve_all(id, "bob", fri(17, 40));
+    let ch = h.see(&ch, fri(17, 40));
     assert_eq!(lifecycle(&ch), vec!["🚀 Deploying v1.2.0 to Production..."]);
     let ch = h.drive(id, ch, fri(18, 0), Phase::Monitoring);
     assert_eq!(
@@ -1716,11 +1798,6 @@ fn failures_before_the_switch_leave_the_live_colour_untouched() {
             Outcome::Verify(Err("smoke test \"checkout works\" failed: 500".into())),
             "smoke test \"checkout works\" failed: 500",
         ),
-        (
-            Phase::Switching,
-            Outcome::Switch(Err("router refused".into())),
-            "traffic switch failed: router refused",
-        ),
     ];
     for (phase, outcome, reason) in rows {
         let (mut h, id, _, now) = H::second_deploy_in(phase);
@@ -1752,6 +1829,207 @@ fn failures_before_the_switch_leave_the_live_colour_untouched() {
         );
         assert!(in_room(&ch, Room::Incidents).is_empty());
     }
+}
+
+#[test]
+fn a_failed_switch_tears_nothing_down_and_blocks_deploys_until_traffic_is_seen() {
+    let (mut h, id, _, now) = H::second_deploy_in(Phase::Switching);
+    let attempt = h.run(id).attempt;
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::Switch(Err("router refused".into())),
+        now,
+    );
+    assert_eq!(run_of(&ch, id).phase, Phase::Failed);
+    assert_eq!(
+        lifecycle(&ch),
+        vec!["❌ Deployment failed. Reason: traffic switch failed: router refused. green was left running: greenlight cannot tell which colour takes traffic now, so it tears nothing down and refuses deploys until it can see again."]
+    );
+    // A half-done switch may have made green live: nothing is torn down.
+    assert!(
+        !ch.actions
+            .iter()
+            .any(|a| matches!(a, Action::Teardown { .. })),
+        "{:?}",
+        ch.actions
+    );
+    let env = env_of(&ch, &staging());
+    assert!(env
+        .unseen
+        .as_deref()
+        .unwrap()
+        .contains("switch to green of run 2 failed"));
+    assert_eq!(env.green.as_deref(), Some("v1.3.0"));
+    // Greenlight looks again on its own.
+    let (at, t) = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::Observe(_)))
+        .cloned()
+        .expect("an observe timer");
+    assert_eq!(at, now + secs(10));
+    // Meanwhile deploys and why-not say why they are refused, and status shows it.
+    let ch = h.cmd("alice", "/deploy v1.4.0 staging", now + secs(1));
+    assert_eq!(
+        reply(&ch),
+        (
+            "Refused: greenlight cannot see which colour is live on Staging: the traffic switch to green of run 2 failed: router refused",
+            true
+        )
+    );
+    assert!(ch.runs.is_empty());
+    let ch = h.cmd("carol", "/deploy why-not v1.4.0 staging", now + secs(1));
+    assert!(reply(&ch)
+        .0
+        .contains("• greenlight cannot see which colour is live on Staging"));
+    let ch = h.cmd("carol", "/deploy status staging", now + secs(1));
+    assert!(
+        reply(&ch).0.contains("⚠️ live colour unknown"),
+        "{}",
+        reply(&ch).0
+    );
+    // The kept-warm teardown waits too.
+    assert!(nothing(&h.timer(Timer::Teardown(staging()), now + secs(2))));
+    // The timer asks the traffic step; it sees blue: deploys are possible again.
+    let ch = h.timer(t, at);
+    assert_eq!(
+        ch.actions,
+        vec![Action::Observe {
+            env: staging(),
+            run: None
+        }]
+    );
+    let ch =
+        h.e.observed(&staging(), LiveView::Seen(Some(Colour::Blue)), at + secs(1));
+    let ch = h.persist(ch);
+    assert_eq!(env_of(&ch, &staging()).unseen, None);
+    assert!(ch
+        .timers
+        .iter()
+        .all(|(_, t)| !matches!(t, Timer::Observe(_))));
+    h.request("alice", "v1.4.0", "staging", at + secs(2));
+}
+
+#[test]
+fn a_deploy_never_starts_on_a_colour_it_cannot_see() {
+    // The traffic step cannot be asked when the checklist completes: nothing is deployed.
+    let mut h = H::demo();
+    h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    let id = h.request("bob", "v1.3.0", "staging", wed(11, 0));
+    let ch = h.approve_all(id, "alice", wed(11, 1));
+    let attempt = match ch.actions.as_slice() {
+        [Action::Observe {
+            run: Some((r, a)), ..
+        }] if *r == id => *a,
+        other => panic!("{other:?}"),
+    };
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::Observed(LiveView::Unseen(
+            "HAProxy: cannot connect to /run/haproxy.sock: No such file or directory".into(),
+        )),
+        wed(11, 2),
+    );
+    assert_eq!(run_of(&ch, id).phase, Phase::Failed);
+    assert!(
+        ch.actions.is_empty(),
+        "nothing deployed or torn down: {:?}",
+        ch.actions
+    );
+    assert_eq!(
+        lifecycle(&ch),
+        vec!["❌ Deployment failed. Reason: greenlight cannot see which colour is live: HAProxy: cannot connect to /run/haproxy.sock: No such file or directory. Nothing was deployed and live traffic was not touched."]
+    );
+    let env = env_of(&ch, &staging());
+    assert_eq!(
+        (env.live, env.blue.as_deref()),
+        (Some(Colour::Blue), Some("v1.2.0"))
+    );
+    assert!(env.unseen.is_some());
+    // The traffic step says green is live now (someone switched by hand): the next deploy
+    // goes to blue, the colour that is really idle.
+    let ch =
+        h.e.observed(&staging(), LiveView::Seen(Some(Colour::Green)), wed(11, 3));
+    h.persist(ch);
+    let id = h.request("bob", "v1.3.0", "staging", wed(11, 4));
+    let ch = h.approve_all(id, "alice", wed(11, 5));
+    let ch = h.see(&ch, wed(11, 5));
+    assert!(matches!(
+        ch.actions.as_slice(),
+        [Action::DeployIdle {
+            colour: Colour::Blue,
+            ..
+        }]
+    ));
+    assert_eq!(h.run(id).from, Some(Colour::Green));
+}
+
+#[test]
+fn a_step_that_cannot_be_asked_needs_a_stated_live_colour() {
+    let cfg = |live: &str| {
+        format!(
+            r#"
+[users.alice]
+groups = ["deployers"]
+[environments.qa]
+[environments.qa.deploy]
+driver = "command"
+deploy_idle = ["deploy", "{{version}}", "{{colour}}"]
+switch = ["switch", "{{colour}}"]
+{live}
+blue_url = "http://127.0.0.1:9001"
+green_url = "http://127.0.0.1:9002"
+"#
+        )
+    };
+    let qa = EnvName::new("qa");
+    // Nothing stored, nobody said: refused, and why.
+    let text = cfg("");
+    let parsed = crate::config::parse(&text, &|_| None).unwrap();
+    let mut e = Engine::new(Arc::new(parsed), LINK.into());
+    let ch = e.observed(&qa, LiveView::Unasked, wed(9, 0));
+    assert!(ch.timers.is_empty(), "asking again cannot help");
+    let ch = e.command(
+        &user("alice"),
+        command::parse("/deploy v1.0.0 qa").unwrap().unwrap(),
+        wed(9, 1),
+    );
+    let r = ch.reply.unwrap();
+    assert!(
+        r.text
+            .contains("cannot be asked (no live_query) and nobody has stated the live colour"),
+        "{}",
+        r.text
+    );
+    assert!(ch.runs.is_empty());
+    // `live = "green"`: a person said so; the first deploy goes to blue.
+    let text = cfg(r#"live = "green""#);
+    let parsed = crate::config::parse(&text, &|_| None).unwrap();
+    let mut e = Engine::new(Arc::new(parsed), LINK.into());
+    e.observed(&qa, LiveView::Unasked, wed(9, 0));
+    assert_eq!(e.env(&qa).unwrap().live, Some(Colour::Green));
+    let ch = e.command(
+        &user("alice"),
+        command::parse("/deploy v1.0.0 qa").unwrap().unwrap(),
+        wed(9, 1),
+    );
+    let (id, attempt) = match ch.actions.as_slice() {
+        [Action::Observe { run: Some(r), .. }] => *r,
+        other => panic!("{other:?}"),
+    };
+    let ch = e.result(id, attempt, Outcome::Observed(LiveView::Unasked), wed(9, 2));
+    assert!(matches!(
+        ch.actions.as_slice(),
+        [Action::DeployIdle {
+            colour: Colour::Blue,
+            ..
+        }]
+    ));
+    // A bad statement is a config error.
+    let err = crate::config::parse(&cfg(r#"live = "purple""#), &|_| None).unwrap_err();
+    assert!(format!("{err}").contains("is not a colour"), "{err}");
 }
 
 #[test]
@@ -1806,7 +2084,10 @@ fn cancel() {
         assert_eq!(!private, accepted, "{ctx}: {text}");
         assert!(text.contains(fragment), "{ctx}: {text}");
         if !accepted {
-            assert!(text.contains("Usage: /deploy cancel"), "{ctx}");
+            assert!(
+                !text.contains("Usage:"),
+                "a refusal is not a usage error: {ctx}"
+            );
             assert!(ch.runs.is_empty() && ch.actions.is_empty(), "{ctx}");
             assert_eq!(h.run(id).phase, phase, "{ctx}");
             continue;
@@ -1928,7 +2209,10 @@ fn restart_while_the_checklist_is_open() {
     let ch = h2.approve("carol", id, 1, wed(10, 31));
     assert!(matches!(
         ch.actions.as_slice(),
-        [Action::DeployIdle { attempt: 1, .. }]
+        [Action::Observe {
+            run: Some((_, 1)),
+            ..
+        }]
     ));
     // Run numbers continue after a restart.
     assert_eq!(h2.request("bob", "v9.9.9", "prod", wed(10, 32)), RunId(2));
@@ -1947,6 +2231,21 @@ type Then = fn(&mut H, RunId, &Changes, DateTime<Utc>);
 
 fn then_redeploy(h: &mut H, id: RunId, ch: &Changes, now: DateTime<Utc>) {
     let old = h.run(id).attempt - 1;
+    // First the traffic step is asked again; nothing is deployed before it answers.
+    assert_eq!(
+        ch.actions,
+        vec![Action::Observe {
+            env: staging(),
+            run: Some((id, old + 1)),
+        }]
+    );
+    assert_eq!(run_of(ch, id).phase, Phase::Observing);
+    let ch = &h.see(ch, now);
+    assert!(
+        lifecycle(ch).is_empty(),
+        "no second 🚀: {:?}",
+        lifecycle(ch)
+    );
     assert_eq!(
         ch.actions,
         vec![Action::DeployIdle {
@@ -2013,6 +2312,14 @@ fn then_monitor_after_switch(h: &mut H, id: RunId, ch: &Changes, now: DateTime<U
 }
 
 fn then_reverify_before_switching(h: &mut H, id: RunId, ch: &Changes, now: DateTime<Utc>) {
+    assert!(matches!(
+        ch.actions.as_slice(),
+        [Action::Observe {
+            run: Some((_, 2)),
+            ..
+        }]
+    ));
+    let ch = &h.see(ch, now);
     assert_eq!(
         ch.actions,
         vec![Action::DeployIdle {
@@ -2119,7 +2426,7 @@ fn restart_resumes_or_concludes_each_phase() {
         (
             Phase::DeployingIdle,
             Some(Colour::Blue),
-            "run 2 was deploying idle when the bot stopped; live traffic was never switched, so green is deployed again from the start.",
+            "run 2 was deploying idle when the bot stopped; live traffic was never switched, so the deploy starts again: greenlight asks which colour is live, then deploys v1.3.0 to the idle one.",
             then_redeploy,
         ),
         (
@@ -2290,7 +2597,7 @@ fn force_given_before_a_freeze_opens_passes_the_later_gates_and_is_announced() {
     assert!(!ch.runs.is_empty(), "{:?}", ch.reply);
     let id = ch.runs[0].id;
     let ch = h.approve_all(id, "bob", fri(17, 5));
-    assert_eq!(run_of(&ch, id).phase, Phase::DeployingIdle);
+    assert_eq!(run_of(&ch, id).phase, Phase::Observing);
     let announced: Vec<_> = ch
         .posts
         .iter()
@@ -2318,6 +2625,7 @@ fn a_version_pattern_is_per_environment() {
     let cfg = crate::config::parse(&text, &|_| None).unwrap();
     let patterns = cfg.version_patterns();
     let mut e = Engine::new(Arc::new(cfg), "http://127.0.0.1:8080".into());
+    e.observed(&staging(), LiveView::Seen(None), wed(9, 0));
     let parse = |t: &str| command::parse_with(t, &patterns).unwrap().unwrap();
     let ch = e.command(
         &user("alice"),
@@ -2335,4 +2643,173 @@ fn a_version_pattern_is_per_environment() {
         r.text
     );
     assert!(ch.runs.is_empty());
+}
+
+#[test]
+fn a_first_deploy_beside_a_colour_greenlight_did_not_deploy_names_it_plainly() {
+    // HAProxy says blue takes traffic, but greenlight never deployed anything here.
+    let mut h = H::demo();
+    let ch =
+        h.e.observed(&staging(), LiveView::Seen(Some(Colour::Blue)), wed(9, 0));
+    h.persist(ch);
+    let (id, _) = h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    let run = h.run(id).clone();
+    assert_eq!((run.from, run.to), (Some(Colour::Blue), Colour::Green));
+    let line = run.status.last().unwrap();
+    assert!(
+        line.contains("blue (a version greenlight did not deploy) is idle") && !line.contains("()"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_approval_stands_while_any_of_its_emoji_remains() {
+    let mut h = H::demo();
+    let id = h.request("alice", "v1.2.0", "staging", wed(10, 0));
+    let item = message::item_key(id, 0);
+    h.react("bob", &item, "white_check_mark", true, wed(10, 1));
+    // 👍 as well: nothing visible changes, but it is remembered.
+    let ch = h.react("bob", &item, "thumbsup::skin-tone-3", true, wed(10, 2));
+    assert!(ch.posts.is_empty() && ch.runs.len() == 1);
+    // ✅ removed: 👍 still approves.
+    let ch = h.react("bob", &item, "white_check_mark", false, wed(10, 3));
+    assert!(ch.posts.is_empty(), "{:?}", ch.posts);
+    assert_eq!(h.run(id).checklist.items[0].approvers, vec![user("bob")]);
+    // 👍 removed too: now the approval is withdrawn.
+    let ch = h.react("bob", &item, "+1", false, wed(10, 4));
+    assert!(
+        ch.posts[0].text.starts_with("⬜ 1."),
+        "{}",
+        ch.posts[0].text
+    );
+    assert!(h.run(id).checklist.items[0].approvers.is_empty());
+    // A record written before marks existed: any removal withdraws, as before.
+    let mut legacy = h.run(id).clone();
+    legacy.checklist.items[0].approvers = vec![user("bob")];
+    legacy.checklist.items[0].marks.clear();
+    let stored = serde_json::to_value(&legacy).unwrap();
+    assert!(stored["checklist"]["items"][0].get("marks").is_none());
+    let back: Run = serde_json::from_value(stored).unwrap();
+    assert_eq!(back.checklist.items[0].approvers, vec![user("bob")]);
+}
+
+#[test]
+fn a_refusal_is_said_to_the_reactor_once_per_reason() {
+    let mut h = H::demo();
+    let id = h.request("alice", "v1.2.0", "staging", wed(10, 0));
+    let item = message::item_key(id, 0);
+    let mut said = Vec::new();
+    for n in 0..5 {
+        let ch = h.react("alice", &item, "white_check_mark", true, wed(10, n));
+        said.extend(ch.posts.clone());
+        h.react("alice", &item, "white_check_mark", false, wed(10, n));
+    }
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said[0].to, Some(user("alice")), "only alice sees it");
+    assert!(said[0].text.contains("cannot approve their own run"));
+}
+
+#[test]
+fn checks_keep_their_cadence_when_a_sample_is_slow() {
+    // A -slow release makes each check's critical path slow: the next check is still due one
+    // interval after the previous one started, not after its result came back.
+    let mut h = H::demo();
+    let (id, ch) = h.deploy_to_monitoring("alice", "bob", "v1.2.0", "staging", wed(10, 0));
+    let (at, tick) = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .cloned()
+        .unwrap();
+    let ch = h.timer(tick, at);
+    let attempt = match ch.actions.as_slice() {
+        [Action::Sample { attempt, .. }] => *attempt,
+        other => panic!("{other:?}"),
+    };
+    let interval = secs(4);
+    // The result arrives 3 s after the check started.
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::Sample(healthy(), Some(Ok(()))),
+        at + secs(3),
+    );
+    let next = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .map(|(w, _)| *w)
+        .unwrap();
+    assert_eq!(next, at + interval);
+}
+
+#[test]
+fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
+    // A failing critical path arriving after the metrics passed rolls back at once.
+    let (mut h, id, ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let (at, tick) = ch
+        .timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .cloned()
+        .unwrap();
+    h.timer(tick, at);
+    let attempt = h.run(id).attempt;
+    h.result(id, attempt, Outcome::Measured(healthy()), at);
+    let ch = h.result(
+        id,
+        attempt,
+        Outcome::CriticalPath(Err("checkout answered 500".into())),
+        at + secs(1),
+    );
+    assert_eq!(run_of(&ch, id).phase, Phase::RollingBack);
+    assert!(has(
+        &lifecycle(&ch),
+        "core business flow broken: checkout answered 500"
+    ));
+
+    // When the window is over, the last check's critical path decides the end.
+    let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let attempt = h.run(id).attempt;
+    for _ in 0..5 {
+        let (at, tick) = ch
+            .timers
+            .iter()
+            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+            .cloned()
+            .unwrap();
+        h.timer(tick, at);
+        ch = h.result(id, attempt, Outcome::Measured(healthy()), at);
+        if h.run(id).monitor.awaiting_critical_path {
+            break;
+        }
+        h.result(id, attempt, Outcome::CriticalPath(Ok(())), at);
+    }
+    assert!(h.run(id).monitor.awaiting_critical_path);
+    assert_eq!(h.run(id).phase, Phase::Monitoring);
+    let _ = ch;
+    let ch = h.result(id, attempt, Outcome::CriticalPath(Ok(())), wed(12, 0));
+    assert_eq!(run_of(&ch, id).phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_critical_path_that_answers_before_the_metrics_does_not_stall_the_end() {
+    let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
+    let attempt = h.run(id).attempt;
+    for _ in 0..10 {
+        let Some((at, tick)) = ch
+            .timers
+            .iter()
+            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+            .cloned()
+        else {
+            break;
+        };
+        h.timer(tick, at);
+        // The critical path is the faster of the two here.
+        h.result(id, attempt, Outcome::CriticalPath(Ok(())), at);
+        ch = h.result(id, attempt, Outcome::Measured(healthy()), at);
+    }
+    assert_eq!(h.run(id).phase, Phase::Succeeded);
+    assert!(!h.run(id).monitor.awaiting_critical_path);
 }

@@ -1,7 +1,7 @@
 //! Platform-neutral messages and the lifecycle texts, word for word. Chat adapters render
 //! `Post`s; mentions are written `<@person>` and rendered per platform.
 
-use super::{Colour, EnvName, RunId};
+use super::{Colour, EnvName, RunId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Which of an environment's channels a post goes to.
@@ -25,6 +25,10 @@ pub struct Post {
     pub text: String,
     /// Replace the message with the same key, or post it if it does not exist yet.
     pub edit: bool,
+    /// Meant for this person only: local `visible_to`, a Slack ephemeral message; Discord has
+    /// no private reply to a reaction, so there it is posted in the thread.
+    #[serde(default)]
+    pub to: Option<UserId>,
 }
 
 impl Post {
@@ -36,6 +40,7 @@ impl Post {
             thread: None,
             text: text.into(),
             edit: false,
+            to: None,
         }
     }
     pub fn keyed(mut self, key: impl Into<String>) -> Post {
@@ -49,6 +54,18 @@ impl Post {
     pub fn editing(mut self) -> Post {
         self.edit = true;
         self
+    }
+    pub fn only_for(mut self, user: &UserId) -> Post {
+        self.to = Some(user.clone());
+        self
+    }
+}
+
+/// At most `max` characters of `s` (user input echoed back), with `…` when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Blocker {
         window: Window,
         force_refused: Option<String>,
     },
+    /// The traffic step cannot be seen: deploying could land on the live colour.
+    LiveUnseen(String),
 }
 
 impl Blocker {
@@ -78,6 +80,10 @@ impl Blocker {
                 l.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
                 l.reason,
                 env.name
+            ),
+            Blocker::LiveUnseen(why) => format!(
+                "greenlight cannot see which colour is live on {}: {why}",
+                env.display_name
             ),
             Blocker::ActiveRun { run, phase } => format!(
                 "run {run} is already active on {} ({phase}); one run at a time per environment",
@@ -137,6 +143,9 @@ pub fn check_deploy(
     }
     if let Some(lock) = &state.lock {
         blockers.push(Blocker::Locked(lock.clone()));
+    }
+    if let Some(why) = &state.unseen {
+        blockers.push(Blocker::LiveUnseen(why.clone()));
     }
     if let (Some(run), Some(phase)) = (state.active_run, active_phase) {
         blockers.push(Blocker::ActiveRun {

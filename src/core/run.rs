@@ -18,6 +18,8 @@ use std::sync::Arc;
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     AwaitingChecklist,
+    /// Asking the traffic step which colour is live, before anything is deployed.
+    Observing,
     DeployingIdle,
     VerifyingIdle,
     Baseline,
@@ -52,6 +54,7 @@ impl Phase {
     pub fn label(self) -> &'static str {
         match self {
             Phase::AwaitingChecklist => "awaiting checklist",
+            Phase::Observing => "checking the live colour",
             Phase::DeployingIdle => "deploying idle",
             Phase::VerifyingIdle => "verifying idle",
             Phase::Baseline => "taking baseline",
@@ -73,6 +76,7 @@ impl Phase {
         matches!(
             self,
             Phase::AwaitingChecklist
+                | Phase::Observing
                 | Phase::DeployingIdle
                 | Phase::VerifyingIdle
                 | Phase::Baseline
@@ -99,7 +103,14 @@ pub struct Lock {
 /// An environment's durable state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct EnvState {
+    /// The live colour as last seen (`None`: nothing takes traffic). Only meaningful while
+    /// `unseen` is `None`.
     pub live: Option<Colour>,
+    /// Why greenlight cannot tell which colour is live right now (traffic step unreachable or
+    /// ambiguous, nothing stored and nobody said). While set, nothing is deployed, switched or
+    /// torn down. Records written before this field existed were trusted: they read as seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<String>,
     pub blue: Option<String>,
     pub green: Option<String>,
     /// The version that was live before the current one.
@@ -114,6 +125,13 @@ pub struct EnvState {
 }
 
 impl EnvState {
+    /// An environment greenlight has not looked at yet: nothing is assumed about it.
+    pub fn unknown() -> EnvState {
+        EnvState {
+            unseen: Some("greenlight has not asked its traffic step yet".into()),
+            ..EnvState::default()
+        }
+    }
     pub fn version_on(&self, c: Colour) -> Option<&String> {
         match c {
             Colour::Blue => self.blue.as_ref(),
@@ -139,6 +157,10 @@ pub struct MonitorProgress {
     pub inconclusive: u32,
     pub last: Option<String>,
     pub last_conclusive: bool,
+    /// The window is over and the metrics passed; the last check's critical path has not
+    /// reported yet, and has the last word.
+    #[serde(default)]
+    pub awaiting_critical_path: bool,
 }
 
 /// One run, durable. Its event log is kept beside it (append-only).
@@ -181,6 +203,12 @@ pub struct Run {
     /// The platform the command came from: the run's thread lives there.
     #[serde(default = "local_origin")]
     pub origin: String,
+    /// The 🚀 lifecycle message was posted (once per run, also across restarts).
+    #[serde(default)]
+    pub announced: bool,
+    /// Why-not answers already given to a reactor ("user: reason"): each is said once per run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub told: Vec<String>,
 }
 
 fn local_origin() -> String {
@@ -260,6 +288,12 @@ pub enum Action {
         env: EnvName,
         colour: Colour,
     },
+    /// Ask the environment's traffic step which colour is live. For a run in `Observing` the
+    /// answer comes back as its `Outcome::Observed`; otherwise through `Engine::observed`.
+    Observe {
+        env: EnvName,
+        run: Option<(RunId, u32)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -267,7 +301,24 @@ pub enum Timer {
     ChecklistExpiry(RunId),
     MonitorTick(RunId, u32),
     Teardown(EnvName),
+    /// Look again at an environment whose live colour cannot be seen.
+    Observe(EnvName),
 }
+
+/// What a traffic step says about the live colour.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveView {
+    /// It answered: this colour takes traffic (`None`: no server takes traffic).
+    Seen(Option<Colour>),
+    /// It could not be asked, or its answer was ambiguous.
+    Unseen(String),
+    /// It has no way to ask (a command traffic step without `live_query`): only what greenlight
+    /// recorded itself, or what a person stated in the config, counts.
+    Unasked,
+}
+
+/// How often an environment whose live colour cannot be seen is looked at again.
+pub const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -275,9 +326,16 @@ pub enum Outcome {
     Verify(Result<String, String>),
     Baseline(Sample),
     Switch(Result<(), String>),
-    /// A monitoring sample and the critical-path smoke check's result.
+    /// A monitoring sample and the critical-path smoke check's result, when it came with it.
     Sample(Sample, Option<Result<(), String>>),
+    /// A monitoring sample whose critical-path check reports on its own (`CriticalPath`), so
+    /// that a slow critical path (a slow release makes every step slow) never holds back the
+    /// metrics verdict.
+    Measured(Sample),
+    /// The critical-path smoke steps of the check started with a `Measured` sample.
+    CriticalPath(Result<(), String>),
     SwitchBack(Result<(), String>),
+    Observed(LiveView),
 }
 
 /// The answer to the person who typed a command.
@@ -318,6 +376,29 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Appends `other` (a later step's changes): later states of the same run or environment
+    /// replace earlier ones.
+    pub fn extend(&mut self, other: Changes) {
+        for r in other.runs {
+            self.runs.retain(|x| x.id != r.id);
+            self.runs.push(r);
+        }
+        for (k, st) in other.envs {
+            self.envs.retain(|(x, _)| *x != k);
+            self.envs.push((k, st));
+        }
+        self.events.extend(other.events);
+        self.posts.extend(other.posts);
+        self.actions.extend(other.actions);
+        self.timers.extend(other.timers);
+        if other.next_run.is_some() {
+            self.next_run = other.next_run;
+        }
+        if other.reply.is_some() {
+            self.reply = other.reply;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
             && self.envs.is_empty()
@@ -334,6 +415,12 @@ pub struct Engine {
     pub next_run: u64,
     /// Base of links to runs in alerts.
     pub link_base: String,
+    /// When each run's current monitoring check started (not persisted: after a restart the
+    /// first check simply starts the cadence again).
+    ticked: BTreeMap<RunId, DateTime<Utc>>,
+    /// Runs whose current check's critical path has not reported yet (it may come back before
+    /// or after the metrics). Not persisted: a restart starts a new check.
+    critical_pending: std::collections::BTreeSet<RunId>,
 }
 
 fn to_std(d: std::time::Duration) -> chrono::Duration {
@@ -391,7 +478,7 @@ impl Engine {
         let envs = cfg
             .environments
             .keys()
-            .map(|k| (k.clone(), EnvState::default()))
+            .map(|k| (k.clone(), EnvState::unknown()))
             .collect();
         Engine {
             cfg,
@@ -399,7 +486,36 @@ impl Engine {
             runs: BTreeMap::new(),
             next_run: 1,
             link_base,
+            ticked: BTreeMap::new(),
+            critical_pending: Default::default(),
         }
+    }
+
+    /// An environment's state.
+    pub fn env(&self, env: &EnvName) -> Option<&EnvState> {
+        self.envs.get(env)
+    }
+
+    /// An active run.
+    pub fn run(&self, id: RunId) -> Option<&Run> {
+        self.runs.get(&id)
+    }
+
+    /// Where the environment's traffic enters, as its driver says (shown by `status`).
+    pub fn set_entry_url(
+        &mut self,
+        env: &EnvName,
+        url: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Changes {
+        let mut tx = Tx::new(now);
+        if let Some(st) = self.envs.get_mut(env) {
+            if st.url != url {
+                st.url = url;
+                tx.touch_env(env);
+            }
+        }
+        self.finish(tx)
     }
 
     fn env_cfg(&self, env: &EnvName) -> &EnvConfig {
@@ -522,17 +638,8 @@ impl Engine {
             Command::Cancel { run } => self.cancel(&mut tx, user, run),
             Command::Rollback { env, reason } => self.manual_rollback(&mut tx, user, &env, reason),
         };
-        let reply = if reply.private
-            && !reply.text.contains("Usage:")
-            && reply.text != command::help_text()
-        {
-            Reply::private(format!(
-                "{}. Usage: {usage}",
-                reply.text.trim_end_matches('.')
-            ))
-        } else {
-            reply
-        };
+        // The usage line belongs to malformed commands only (answered above): a refusal of a
+        // well-formed one says why, nothing more.
         tx.ch.reply = Some(reply);
         self.finish(tx)
     }
@@ -603,11 +710,12 @@ impl Engine {
             let m = &env.monitor;
             out.push_str(&format!("\nDry run: no run created. The run would:\n1. open the checklist thread ({} items, expires after {})", env.checklist.len(), humantime::format_duration(env.checklist_expiry)));
             out.push_str(&format!(
-                "\n2. re-check freezes, then deploy {} to {to} (idle){}",
+                "\n2. re-check freezes, ask the traffic step which colour is live, then deploy {} to the idle one{}",
                 args.version,
-                match st.live {
-                    Some(l) => format!("; {l} stays live"),
-                    None => "; nothing is live yet".into(),
+                match (&st.unseen, st.live) {
+                    (Some(_), _) => " (the live colour cannot be seen now)".to_string(),
+                    (None, Some(l)) => format!(" ({to} today; {l} stays live)"),
+                    (None, None) => format!(" ({to} today; nothing is live)"),
                 }
             ));
             let smoke: Vec<&str> = env.smoke.iter().map(|s| s.name.as_str()).collect();
@@ -705,6 +813,8 @@ impl Engine {
             status: Vec::new(),
             outcome: None,
             origin: tx.origin.clone(),
+            announced: false,
+            told: Vec::new(),
         };
         self.runs.insert(id, run);
         self.envs.get_mut(&args.env).expect("env").active_run = Some(id);
@@ -805,8 +915,11 @@ impl Engine {
             env_cfg.display_name,
             user.mention()
         );
-        tx.post(Post::top(env, Room::Deploys, text.clone()));
-        Reply::public(text)
+        tx.post(Post::top(env, Room::Deploys, text));
+        Reply::private(format!(
+            "🔒 {} is locked; announced in the deploys channel.",
+            env_cfg.display_name
+        ))
     }
 
     fn unlock(&mut self, tx: &mut Tx, user: &UserId, env: &EnvName) -> Reply {
@@ -826,8 +939,11 @@ impl Engine {
             old.by,
             old.reason
         );
-        tx.post(Post::top(env, Room::Deploys, text.clone()));
-        Reply::public(text)
+        tx.post(Post::top(env, Room::Deploys, text));
+        Reply::private(format!(
+            "🔓 {} is unlocked; announced in the deploys channel.",
+            env_cfg.display_name
+        ))
     }
 
     fn status(&self, env: Option<&EnvName>) -> String {
@@ -839,11 +955,19 @@ impl Engine {
         for e in envs {
             let c = self.env_cfg(e);
             let st = &self.envs[e];
-            let mut s = match (st.live, st.live_version()) {
-                (Some(col), Some(v)) => format!("{}: {v} live on {col}", c.display_name),
-                _ => format!("{}: nothing deployed yet", c.display_name),
+            let mut s = match (&st.unseen, st.live, st.live_version()) {
+                (Some(why), _, _) => format!(
+                    "{}: ⚠️ live colour unknown ({why}); deploys are refused until greenlight can see it",
+                    c.display_name
+                ),
+                (None, Some(col), Some(v)) => format!("{}: {v} live on {col}", c.display_name),
+                (None, Some(col), None) => format!(
+                    "{}: {col} is live with a version greenlight did not deploy",
+                    c.display_name
+                ),
+                (None, None, _) => format!("{}: nothing is live", c.display_name),
             };
-            if let Some(live) = st.live {
+            if let (None, Some(live)) = (&st.unseen, st.live) {
                 let idle = live.other();
                 if let Some(v) = st.version_on(idle) {
                     s.push_str(&format!("; {idle} idle with {v}"));
@@ -893,7 +1017,7 @@ impl Engine {
         }
         // Only what this run deployed is torn down (a rollback verifying the warm colour keeps it).
         let deployed = match run.kind {
-            RunKind::Deploy => run.phase != Phase::AwaitingChecklist,
+            RunKind::Deploy => !matches!(run.phase, Phase::AwaitingChecklist | Phase::Observing),
             RunKind::Rollback => run.phase == Phase::DeployingIdle,
         };
         let (to, from, version) = (run.to, run.from, run.version.clone());
@@ -949,6 +1073,12 @@ impl Engine {
                 p => Reply::private(format!("run {id} is {}; wait for it to finish", p.label())),
             };
         }
+        if let Some(why) = &st.unseen {
+            return Reply::private(format!(
+                "greenlight cannot see which colour is live on {}: {why}; nothing was changed",
+                env_cfg.display_name
+            ));
+        }
         let (Some(live), Some(prev)) = (st.live, st.previous.clone()) else {
             return Reply::private(format!(
                 "nothing to roll back to: {} has no earlier version",
@@ -989,6 +1119,8 @@ impl Engine {
             outcome: None,
             origin: tx.origin.clone(),
             forced: Vec::new(),
+            announced: true,
+            told: Vec::new(),
         };
         self.runs.insert(id, run);
         self.envs.get_mut(env).expect("env").active_run = Some(id);
@@ -1070,12 +1202,26 @@ impl Engine {
         self.reaction_in(tx, user, key, emoji, true)
     }
 
-    fn refuse(&self, tx: &mut Tx, env: &EnvName, id: RunId, why: String) {
+    /// Tells `user` why their reaction or click does not count: to them only, once per run
+    /// for each reason (a reaction added and removed five times is said once).
+    fn refuse(&mut self, tx: &mut Tx, env: &EnvName, id: RunId, user: &UserId, why: String) {
         if tx.private_refusals {
             tx.ch.reply = Some(Reply::private(why));
-        } else {
-            tx.post(Post::top(env, Room::Deploys, why).in_thread(message::checklist_key(id)));
+            return;
         }
+        if let Some(run) = self.runs.get_mut(&id) {
+            let key = format!("{user}: {why}");
+            if run.told.contains(&key) {
+                return;
+            }
+            run.told.push(key);
+            tx.touch_run(id);
+        }
+        tx.post(
+            Post::top(env, Room::Deploys, why)
+                .in_thread(message::checklist_key(id))
+                .only_for(user),
+        );
     }
 
     fn reaction_in(
@@ -1103,7 +1249,7 @@ impl Engine {
                     let why = format!(
                         "{user}'s reaction does not count: the checklist of run {id} expired"
                     );
-                    self.refuse(&mut tx, &env, id, why);
+                    self.refuse(&mut tx, &env, id, user, why);
                 }
             }
             return self.finish(tx);
@@ -1111,7 +1257,7 @@ impl Engine {
         let Some(run) = self.runs.get_mut(&id) else {
             if added {
                 // A finished run: say why it does not count (the env is known from the store only).
-                tx.ch.reply = Some(Reply::public(format!(
+                tx.ch.reply = Some(Reply::private(format!(
                     "{user}'s reaction does not count: run {id} is over and its checklist is closed"
                 )));
             }
@@ -1124,21 +1270,22 @@ impl Engine {
                     "{user}'s reaction does not count: the checklist of run {id} is closed (the run is {})",
                     run.phase.label()
                 );
-                self.refuse(&mut tx, &env, id, text);
+                self.refuse(&mut tx, &env, id, user, text);
             }
-            return tx.ch;
+            return self.finish(tx);
         }
         let requester = run.requester.clone();
         let cfg = self.cfg.clone();
         let in_group = |u: &UserId, g: &str| cfg.in_group(u, g);
         let outcome = run
             .checklist
-            .react(&requester, user, &in_group, target, kind, added);
+            .react_as(&requester, user, &in_group, target, emoji, added);
         match outcome {
             checklist::Outcome::Ignored => {}
+            checklist::Outcome::Noted => tx.touch_run(id),
             checklist::Outcome::NotCounted(why) => {
                 tx.event(id, Some(user), format!("reaction not counted: {why}"));
-                self.refuse(&mut tx, &env, id, why);
+                self.refuse(&mut tx, &env, id, user, why);
             }
             checklist::Outcome::Withdrawn { item } => {
                 let line = run.checklist.item_line(item);
@@ -1200,6 +1347,14 @@ impl Engine {
             Timer::MonitorTick(id, attempt) => {
                 if let Some(run) = self.runs.get(&id) {
                     if run.phase == Phase::Monitoring && run.attempt == attempt {
+                        self.ticked.insert(id, now);
+                        if self.cfg.environments[&run.env]
+                            .smoke
+                            .iter()
+                            .any(|s| s.critical)
+                        {
+                            self.critical_pending.insert(id);
+                        }
                         tx.ch.actions.push(Action::Sample {
                             run: id,
                             attempt,
@@ -1209,10 +1364,23 @@ impl Engine {
                     }
                 }
             }
+            Timer::Observe(env) => {
+                let observing = |r: &Run| r.env == env && r.phase == Phase::Observing;
+                if self.envs.get(&env).is_some_and(|st| st.unseen.is_some())
+                    && !self.runs.values().any(observing)
+                {
+                    tx.ch.actions.push(Action::Observe { env, run: None });
+                }
+            }
             Timer::Teardown(env) => {
                 let Some(st) = self.envs.get(&env) else {
                     return tx.ch;
                 };
+                // Never tear down a colour on an environment whose live colour cannot be seen:
+                // the timer is armed again once it can.
+                if st.unseen.is_some() {
+                    return tx.ch;
+                }
                 if let (Some(until), Some(live), None) = (st.warm_until, st.live, st.active_run) {
                     if now >= until {
                         let idle = live.other();
@@ -1353,10 +1521,32 @@ impl Engine {
                 self.result_switch_done(&mut tx, id);
             }
             (Phase::Switching, Outcome::Switch(Err(why))) => {
-                self.fail_before_switch(&mut tx, id, format!("traffic switch failed: {why}"));
+                self.switch_failed(&mut tx, id, why);
+            }
+            (Phase::Observing, Outcome::Observed(view)) => {
+                let env = run.env.clone();
+                match self.apply_view(&mut tx, &env, view, false) {
+                    Ok(live) => self.deploy_to_idle(&mut tx, id, live),
+                    Err(why) => self.fail_unseen(&mut tx, id, &why),
+                }
             }
             (Phase::Monitoring, Outcome::Sample(sample, smoke)) => {
-                self.evaluate(&mut tx, id, sample, smoke);
+                self.evaluate(&mut tx, id, sample, smoke, false);
+            }
+            (Phase::Monitoring, Outcome::Measured(sample)) => {
+                self.evaluate(&mut tx, id, sample, None, true);
+            }
+            (Phase::Monitoring, Outcome::CriticalPath(Err(why))) => {
+                let reason = format!("core business flow broken: {why}");
+                tx.event(id, None, format!("rollback trigger: {reason}"));
+                self.status_line(&mut tx, id, format!("✖ critical path: {reason}"));
+                self.start_rollback(&mut tx, id, reason);
+            }
+            (Phase::Monitoring, Outcome::CriticalPath(Ok(()))) => {
+                self.critical_pending.remove(&id);
+                if run.monitor.awaiting_critical_path {
+                    self.monitoring_over(&mut tx, id);
+                }
             }
             (Phase::RollingBack, Outcome::SwitchBack(Ok(()))) => {
                 let run = &self.runs[&id];
@@ -1439,6 +1629,8 @@ impl Engine {
     }
 
     fn end(&mut self, tx: &mut Tx, id: RunId, phase: Phase, outcome: String) {
+        self.ticked.remove(&id);
+        self.critical_pending.remove(&id);
         let run = self.runs.get_mut(&id).expect("run");
         run.phase = phase;
         run.ended = Some(tx.now);
@@ -1552,31 +1744,60 @@ impl Engine {
         }
     }
 
+    /// The checklist is done: first ask the traffic step which colour is live; the deploy
+    /// itself starts from its answer (`deploy_to_idle`), never from what was stored.
     fn start_deploy(&mut self, tx: &mut Tx, id: RunId) {
+        let env = self.runs[&id].env.clone();
+        self.set_phase(
+            tx,
+            id,
+            Phase::Observing,
+            "asking the traffic step which colour is live".into(),
+        );
+        let attempt = self.bump_attempt(id);
+        tx.ch.actions.push(Action::Observe {
+            env,
+            run: Some((id, attempt)),
+        });
+    }
+
+    /// The traffic step answered for run `id`: deploy to the colour that is really idle.
+    fn deploy_to_idle(&mut self, tx: &mut Tx, id: RunId, live: Option<Colour>) {
         let env = self.runs[&id].env.clone();
         let st = self.envs[&env].clone();
         let display = self.env_cfg(&env).display_name.clone();
         let run = self.runs.get_mut(&id).expect("run");
-        run.from = st.live;
-        run.from_version = st.live_version().cloned();
-        run.to = st.live.map(Colour::other).unwrap_or(Colour::Blue);
-        let (to, version) = (run.to, run.version.clone());
-        tx.post(Post::top(
-            &env,
-            Room::Deploys,
-            message::deploying(&version, &display),
-        ));
-        let live_note = match st.live {
+        run.from = live;
+        run.from_version = live.and_then(|c| st.version_on(c).cloned());
+        run.to = live.map(Colour::other).unwrap_or(Colour::Blue);
+        let (to, version, attempt) = (run.to, run.version.clone(), run.attempt);
+        // The 🚀 is posted once per run: a redeploy after a restart says so in the thread.
+        if !run.announced {
+            run.announced = true;
+            tx.post(Post::top(
+                &env,
+                Room::Deploys,
+                message::deploying(&version, &display),
+            ));
+        }
+        let live_note = match live {
             Some(l) => format!("{l} stays live"),
-            None => "nothing is live yet".into(),
+            None => "nothing is live yet (the traffic step says no colour takes traffic)".into(),
         };
+        tx.event(
+            id,
+            None,
+            format!(
+                "live colour seen: {}",
+                live.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
+            ),
+        );
         self.set_phase(
             tx,
             id,
             Phase::DeployingIdle,
             format!("deploying {version} to {to} (idle); {live_note}"),
         );
-        let attempt = self.bump_attempt(id);
         tx.ch.actions.push(Action::DeployIdle {
             run: id,
             attempt,
@@ -1584,6 +1805,111 @@ impl Engine {
             colour: to,
             version,
         });
+    }
+
+    /// Run `id` cannot start: greenlight cannot see which colour is live. Nothing was deployed,
+    /// so nothing is torn down.
+    fn fail_unseen(&mut self, tx: &mut Tx, id: RunId, why: &str) {
+        let run = &self.runs[&id];
+        let (env, requester) = (run.env.clone(), run.requester.clone());
+        let reason = format!("greenlight cannot see which colour is live: {why}");
+        tx.post(Post::top(
+            &env,
+            Room::Deploys,
+            format!("❌ Deployment failed. Reason: {reason}. Nothing was deployed and live traffic was not touched."),
+        ));
+        self.status_line(tx, id, format!("✖ {reason}; nothing deployed"));
+        tx.post(
+            Post::top(
+                &env,
+                Room::Deploys,
+                format!(
+                    "Run {id} stopped before deploying: {reason}. {}",
+                    requester.mention()
+                ),
+            )
+            .in_thread(message::checklist_key(id)),
+        );
+        self.end(tx, id, Phase::Failed, format!("{reason}; nothing deployed"));
+    }
+
+    /// Records what the traffic step said. `chain`: this answer belongs to the periodic look
+    /// at an unseen environment (or the one at start), which is armed again while unseen.
+    /// Returns the live colour, or why it cannot be seen.
+    fn apply_view(
+        &mut self,
+        tx: &mut Tx,
+        env: &EnvName,
+        view: LiveView,
+        chain: bool,
+    ) -> Result<Option<Colour>, String> {
+        let stated = self.env_cfg(env).stated_live();
+        let st = self.envs.get_mut(env).expect("env");
+        let was_unseen = st.unseen.is_some();
+        // Looking again helps only a step that can be asked.
+        let asking_helps = !matches!(view, LiveView::Unasked);
+        let seen = match view {
+            LiveView::Seen(c) => Ok(c),
+            LiveView::Unseen(why) => Err(why),
+            LiveView::Unasked => match (&st.unseen, stated) {
+                // Greenlight's own record (it made every switch since) stands.
+                (None, _) => Ok(st.live),
+                (Some(_), Some(c)) => Ok(c),
+                (Some(_), None) => Err(format!(
+                    "its traffic step cannot be asked (no live_query) and nobody has stated the live colour: set live = \"blue\", \"green\" or \"none\" with the switch command of [environments.{env}]"
+                )),
+            },
+        };
+        match &seen {
+            Ok(c) => {
+                if st.live != *c || was_unseen {
+                    st.live = *c;
+                    st.unseen = None;
+                    tx.touch_env(env);
+                }
+                // A kept-warm teardown skipped while blind is due again.
+                if was_unseen && st.active_run.is_none() {
+                    if let Some(until) = st.warm_until {
+                        tx.ch
+                            .timers
+                            .push((until.max(tx.now), Timer::Teardown(env.clone())));
+                    }
+                }
+            }
+            Err(why) => {
+                if st.unseen.as_deref() != Some(why.as_str()) {
+                    st.unseen = Some(why.clone());
+                    tx.touch_env(env);
+                }
+                if (chain || !was_unseen) && asking_helps {
+                    tx.ch
+                        .timers
+                        .push((tx.now + to_std(OBSERVE_EVERY), Timer::Observe(env.clone())));
+                }
+            }
+        }
+        seen
+    }
+
+    /// An answer of the traffic step outside any run: at start, or looking again at an
+    /// environment whose live colour could not be seen.
+    pub fn observed(&mut self, env: &EnvName, view: LiveView, now: DateTime<Utc>) -> Changes {
+        let mut tx = Tx::new(now);
+        if !self.envs.contains_key(env) {
+            return tx.ch;
+        }
+        let keep_warm = self.env_cfg(env).monitor.keep_warm;
+        let st = self.envs.get_mut(env).expect("env");
+        if let Some(u) = st.warm_until {
+            // A clock that stepped back never stretches the kept-warm time.
+            let latest = now + to_std(keep_warm);
+            if u > latest {
+                st.warm_until = Some(latest);
+                tx.touch_env(env);
+            }
+        }
+        let _ = self.apply_view(&mut tx, env, view, true);
+        self.finish(tx)
     }
 
     fn fail_before_switch(&mut self, tx: &mut Tx, id: RunId, why: String) {
@@ -1613,6 +1939,48 @@ impl Engine {
             format!("{why}; live traffic never switched"),
         );
         self.teardown_idle(tx, &env, to, from);
+    }
+
+    /// The switch step failed: it may have moved some traffic, so which colour is live is not
+    /// known. Nothing is torn down; deploys wait until the traffic step can be seen again.
+    fn switch_failed(&mut self, tx: &mut Tx, id: RunId, why: String) {
+        let run = &self.runs[&id];
+        let (env, to, requester, version) = (
+            run.env.clone(),
+            run.to,
+            run.requester.clone(),
+            run.version.clone(),
+        );
+        let reason = format!("traffic switch failed: {why}");
+        tx.post(Post::top(
+            &env,
+            Room::Deploys,
+            format!("❌ Deployment failed. Reason: {reason}. {to} was left running: greenlight cannot tell which colour takes traffic now, so it tears nothing down and refuses deploys until it can see again."),
+        ));
+        self.status_line(tx, id, format!("✖ {reason}; {to} left running"));
+        tx.post(
+            Post::top(
+                &env,
+                Room::Deploys,
+                format!(
+                    "Run {id} failed at the switch: {reason}. {to} keeps {version}; check which colour takes traffic. {}",
+                    requester.mention()
+                ),
+            )
+            .in_thread(message::checklist_key(id)),
+        );
+        self.end(tx, id, Phase::Failed, reason);
+        let st = self.envs.get_mut(&env).expect("env");
+        st.set_version(to, Some(version));
+        tx.touch_env(&env);
+        let _ = self.apply_view(
+            tx,
+            &env,
+            LiveView::Unseen(format!(
+                "the traffic switch to {to} of run {id} failed: {why}"
+            )),
+            false,
+        );
     }
 
     /// The last gate: freeze re-check, then the switch intent is written before the switch.
@@ -1693,6 +2061,7 @@ impl Engine {
         id: RunId,
         sample: Sample,
         smoke: Option<Result<(), String>>,
+        critical_path_pending: bool,
     ) {
         let env = self.runs[&id].env.clone();
         let th = self.thresholds(&env);
@@ -1724,14 +2093,32 @@ impl Engine {
                 );
             }
         }
+        // A wall clock that stepped back never stretches the window past its length from now.
+        let latest = tx.now + to_std(self.env_cfg(&env).monitor.duration);
+        let run = self.runs.get_mut(&id).expect("run");
+        if run.monitor.until.is_some_and(|u| u > latest) {
+            run.monitor.until = Some(latest);
+        }
         let run = &self.runs[&id];
         if run.monitor.until.is_some_and(|u| tx.now >= u) {
-            self.monitoring_over(tx, id);
+            // The critical path may already have answered (it often is the faster of the two).
+            if critical_path_pending && self.critical_pending.contains(&id) {
+                // This check's critical path reports on its own: it has the last word.
+                let run = self.runs.get_mut(&id).expect("run");
+                run.monitor.awaiting_critical_path = true;
+                tx.touch_run(id);
+            } else {
+                self.monitoring_over(tx, id);
+            }
         } else {
-            tx.ch.timers.push((
-                tx.now + to_std(interval),
-                Timer::MonitorTick(id, run.attempt),
-            ));
+            // Checks keep their cadence: the next one is an interval after this one started,
+            // not after its (possibly slow: a -slow release makes the critical path slow)
+            // result came back.
+            let started = self.ticked.remove(&id).unwrap_or(tx.now);
+            let next = (started + to_std(interval)).max(tx.now);
+            tx.ch
+                .timers
+                .push((next, Timer::MonitorTick(id, self.runs[&id].attempt)));
         }
     }
 
@@ -1758,7 +2145,10 @@ impl Engine {
                     tx.ch.timers.push((until, Timer::Teardown(env.clone())));
                     format!(
                         "; {f} ({}) is idle, kept warm until {} for a fast rollback",
-                        self.runs[&id].from_version.clone().unwrap_or_default(),
+                        self.runs[&id]
+                            .from_version
+                            .clone()
+                            .unwrap_or_else(|| "a version greenlight did not deploy".into()),
                         until
                             .with_timezone(&self.cfg.bot.timezone)
                             .format("%H:%M %Z")
@@ -1935,22 +2325,24 @@ impl Engine {
                 self.envs.insert(k, v);
             }
         }
-        for r in runs {
+        for mut r in runs {
             if !r.phase.is_terminal() && self.cfg.environments.contains_key(&r.env) {
+                // Records from before `announced` existed: past the checklist, the 🚀 was posted.
+                if !r.announced
+                    && r.kind == RunKind::Deploy
+                    && !matches!(r.phase, Phase::AwaitingChecklist | Phase::Observing)
+                {
+                    r.announced = true;
+                }
                 self.runs.insert(r.id, r);
             }
         }
         self.next_run = next_run.max(1);
     }
 
-    /// After a restart: resume or safely conclude run `id`, given the colour the driver reports
-    /// as really live. Says so in the run's thread.
-    pub fn resume(
-        &mut self,
-        id: RunId,
-        live_actual: Option<Colour>,
-        now: DateTime<Utc>,
-    ) -> Changes {
+    /// After a restart: resume or safely conclude run `id`, given what the traffic step says
+    /// about the live colour. Says so in the run's thread.
+    pub fn resume(&mut self, id: RunId, view: LiveView, now: DateTime<Utc>) -> Changes {
         let mut tx = Tx::new(now);
         let Some(run) = self.runs.get(&id).cloned() else {
             return tx.ch;
@@ -1972,12 +2364,12 @@ impl Engine {
             None,
             format!("resumed after restart in phase {}", run.phase.label()),
         );
-        // The store's live colour yields to what the driver really sees.
-        if self.envs[&env].live != live_actual {
-            let st = self.envs.get_mut(&env).expect("env");
-            st.live = live_actual;
-            tx.touch_env(&env);
-        }
+        self.clamp_deadlines(&mut tx, id);
+        let run = self.runs[&id].clone();
+        // What the traffic step sees wins over the store.
+        let seen = self.apply_view(&mut tx, &env, view, true);
+        let live_name =
+            |c: Option<Colour>| c.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into());
         match run.phase {
             Phase::AwaitingChecklist => {
                 if now >= run.checklist_expires {
@@ -1996,16 +2388,49 @@ impl Engine {
                         .push((run.checklist_expires, Timer::ChecklistExpiry(id)));
                 }
             }
-            Phase::DeployingIdle | Phase::VerifyingIdle | Phase::Baseline => {
+            Phase::Observing | Phase::DeployingIdle | Phase::VerifyingIdle | Phase::Baseline
+                if run.kind == RunKind::Deploy =>
+            {
                 say(&mut tx, format!(
-                    "run {id} was {} when the bot stopped; live traffic was never switched, so {} is deployed again from the start.",
+                    "run {id} was {} when the bot stopped; live traffic was never switched, so the deploy starts again: greenlight asks which colour is live, then deploys {} to the idle one.",
                     run.phase.label(),
-                    run.to
+                    run.version
                 ));
-                self.redeploy(&mut tx, id);
+                self.start_deploy(&mut tx, id);
             }
-            Phase::Switching => {
-                if live_actual == Some(run.to) {
+            Phase::DeployingIdle | Phase::VerifyingIdle | Phase::Baseline => match seen {
+                // A manual rollback prepares the colour that was idle when it started.
+                Ok(live) if live == run.from => {
+                    say(&mut tx, format!(
+                        "run {id} was {} when the bot stopped; live traffic was never switched, so {} is deployed again from the start.",
+                        run.phase.label(),
+                        run.to
+                    ));
+                    self.redeploy(&mut tx, id);
+                }
+                other => {
+                    let why = match other {
+                        Ok(live) => format!(
+                            "{} is live now, not {}",
+                            live_name(live),
+                            live_name(run.from)
+                        ),
+                        Err(why) => format!("greenlight cannot see which colour is live: {why}"),
+                    };
+                    say(
+                        &mut tx,
+                        format!("run {id} stopped: {why}; nothing was switched."),
+                    );
+                    self.end(
+                        &mut tx,
+                        id,
+                        Phase::Failed,
+                        format!("{why}; nothing switched"),
+                    );
+                }
+            },
+            Phase::Switching => match seen {
+                Ok(live) if live == Some(run.to) => {
                     say(
                         &mut tx,
                         format!(
@@ -2014,22 +2439,80 @@ impl Engine {
                         ),
                     );
                     self.result_switch_done(&mut tx, id);
-                } else {
+                }
+                Ok(live) => {
                     say(&mut tx, format!(
                         "run {id}'s traffic switch to {} had not happened ({} is live); {} is deployed and verified again before a new switch.",
                         run.to,
-                        live_actual.map(|c| c.to_string()).unwrap_or_else(|| "nothing".into()),
+                        live_name(live),
                         run.to
                     ));
-                    self.redeploy(&mut tx, id);
+                    if run.kind == RunKind::Deploy {
+                        self.start_deploy(&mut tx, id);
+                    } else {
+                        self.redeploy(&mut tx, id);
+                    }
                 }
-            }
-            Phase::Monitoring => {
-                if live_actual == Some(run.to) {
+                Err(why) => {
+                    // Whether the switch happened is unknown: nothing may be redeployed or
+                    // torn down, and a person has to look.
+                    let text = format!(
+                        "after a restart greenlight cannot see whether run {id}'s switch to {} happened ({why}). Nothing is redeployed or torn down; {} is locked until a person checks which colour takes traffic and runs /deploy unlock {env}.",
+                        run.to,
+                        self.env_cfg(&env).display_name
+                    );
+                    say(&mut tx, text.clone());
+                    self.lock_env(
+                        &mut tx,
+                        &env,
+                        format!("run {id}'s switch state is unknown after a restart: {why}"),
+                        Some(id),
+                    );
+                    tx.post(Post::top(
+                        &env,
+                        Room::Incidents,
+                        format!(
+                            "🚨 {}: {text} {}",
+                            self.env_cfg(&env).display_name,
+                            self.link(id)
+                        ),
+                    ));
+                    self.end(
+                        &mut tx,
+                        id,
+                        Phase::Failed,
+                        format!("switch state unknown after a restart: {why}"),
+                    );
+                }
+            },
+            Phase::Monitoring => match seen {
+                Ok(live) if live != Some(run.to) => {
+                    // Traffic is not on the new colour: the deploy is over, and said so like a
+                    // rollback (alert, lock), since the new version was live for a while.
+                    let why = format!(
+                        "after a restart traffic is on {} instead of {}",
+                        live_name(live),
+                        run.to
+                    );
+                    say(
+                        &mut tx,
+                        format!("run {id}: {why}; concluding the run as rolled back."),
+                    );
+                    let r = self.runs.get_mut(&id).expect("run");
+                    r.reason = Some(why);
+                    r.phase = Phase::RollingBack;
+                    tx.touch_run(id);
+                    self.rollback_done(&mut tx, id);
+                }
+                seen => {
+                    let note = match &seen {
+                        Ok(_) => String::new(),
+                        Err(why) => format!(" (greenlight cannot confirm that {} is live: {why}; the measurements of {} decide)", run.to, run.to),
+                    };
                     say(
                         &mut tx,
                         format!(
-                            "run {id} is monitoring {} on {}; monitoring resumes.",
+                            "run {id} is monitoring {} on {}; monitoring resumes{note}.",
                             run.version, run.to
                         ),
                     );
@@ -2047,35 +2530,18 @@ impl Engine {
                         now + to_std(interval.min(std::time::Duration::from_secs(1))),
                         Timer::MonitorTick(id, run.attempt),
                     ));
-                } else {
-                    // Traffic is not on the new colour: the deploy is over, and said so like a
-                    // rollback (alert, lock), since the new version was live for a while.
-                    let why = format!(
-                        "after a restart traffic is on {} instead of {}",
-                        live_actual
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "nothing".into()),
-                        run.to
-                    );
-                    say(
-                        &mut tx,
-                        format!("run {id}: {why}; concluding the run as rolled back."),
-                    );
-                    let r = self.runs.get_mut(&id).expect("run");
-                    r.reason = Some(why);
-                    r.phase = Phase::RollingBack;
-                    tx.touch_run(id);
-                    self.rollback_done(&mut tx, id);
                 }
-            }
+            },
             Phase::RollingBack => {
-                if run.from.is_some() && live_actual == run.from {
+                if run.from.is_some() && seen.as_ref().ok() == Some(&run.from) {
                     say(
                         &mut tx,
                         format!("run {id}'s switch back had happened; completing the rollback."),
                     );
                     self.rollback_done(&mut tx, id);
                 } else if let Some(from) = run.from {
+                    // Getting back to safety is never blocked, not even by a traffic step that
+                    // cannot be seen: the switch back says itself whether it worked.
                     say(
                         &mut tx,
                         format!("run {id} was rolling back; switching traffic back to {from} now."),
@@ -2098,6 +2564,38 @@ impl Engine {
             _ => {}
         }
         self.finish(tx)
+    }
+
+    /// A deadline never outlives its configured length, even when the wall clock stepped back
+    /// while the bot was down: each is cut to `now` plus its full length.
+    fn clamp_deadlines(&mut self, tx: &mut Tx, id: RunId) {
+        let env = self.runs[&id].env.clone();
+        let (expiry, duration, keep_warm) = {
+            let c = self.env_cfg(&env);
+            (c.checklist_expiry, c.monitor.duration, c.monitor.keep_warm)
+        };
+        let now = tx.now;
+        let run = self.runs.get_mut(&id).expect("run");
+        let latest = now + to_std(expiry);
+        if run.checklist_expires > latest {
+            run.checklist_expires = latest;
+            tx.touch_run(id);
+        }
+        if let Some(u) = run.monitor.until {
+            let latest = now + to_std(duration);
+            if u > latest {
+                run.monitor.until = Some(latest);
+                tx.touch_run(id);
+            }
+        }
+        let st = self.envs.get_mut(&env).expect("env");
+        if let Some(u) = st.warm_until {
+            let latest = now + to_std(keep_warm);
+            if u > latest {
+                st.warm_until = Some(latest);
+                tx.touch_env(&env);
+            }
+        }
     }
 
     /// The switch happened: the environment's live colour, versions and previous version follow.

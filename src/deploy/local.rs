@@ -223,8 +223,9 @@ impl LocalDriver {
         }
         if let Some(l) = live {
             if self.url(l).is_some() {
-                let port = self.ports.lock().expect("ports")[&l];
-                self.target.set(Some((l, port)));
+                // As at the switch: the restarted app is told it is live, so a `-faulty` or
+                // `-slow` release misbehaves again and monitoring judges it as before.
+                self.switch(l).await?;
             }
         }
         Ok(self.live())

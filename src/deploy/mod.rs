@@ -6,6 +6,7 @@ pub mod haproxy;
 pub mod local;
 
 use crate::config::{CommandDriverConfig, DeployConfig, EnvConfig, TrafficConfig};
+use crate::core::run::LiveView;
 use crate::core::{Colour, EnvName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,12 +26,13 @@ pub enum Driver {
 /// The traffic step of a `command` deploy.
 #[derive(Clone)]
 pub enum Traffic {
-    Command(
-        Arc<CommandRunner>,
-        Vec<Vec<String>>,
-        Option<Vec<Vec<String>>>,
-        Arc<std::sync::Mutex<Option<Colour>>>,
-    ),
+    Command {
+        runner: Arc<CommandRunner>,
+        switch: Vec<Vec<String>>,
+        rollback: Option<Vec<Vec<String>>>,
+        /// Asks which colour is live (`live_query`), if configured.
+        query: Option<Vec<Vec<String>>>,
+    },
     Haproxy(Arc<haproxy::HaproxyDriver>),
 }
 
@@ -74,12 +76,17 @@ impl Driver {
                         h.timeout = *timeout;
                         Traffic::Haproxy(Arc::new(h))
                     }
-                    TrafficConfig::Command { switch, rollback } => Traffic::Command(
-                        runner.clone(),
-                        switch.clone(),
-                        rollback.clone(),
-                        Arc::new(std::sync::Mutex::new(None)),
-                    ),
+                    TrafficConfig::Command {
+                        switch,
+                        rollback,
+                        query,
+                        ..
+                    } => Traffic::Command {
+                        runner: runner.clone(),
+                        switch: switch.clone(),
+                        rollback: rollback.clone(),
+                        query: query.clone(),
+                    },
                     TrafficConfig::LocalRouter => anyhow::bail!(
                         "environment {}: the local router needs the local driver",
                         env.name
@@ -154,14 +161,20 @@ impl Driver {
         match self {
             Driver::Local(l) => l.switch(to).await.map_err(|e| format!("{e:#}")),
             Driver::Command(_, Traffic::Haproxy(h)) => h.switch(to, from).await,
-            Driver::Command(_, Traffic::Command(runner, switch, rollback, live)) => {
+            Driver::Command(
+                _,
+                Traffic::Command {
+                    runner,
+                    switch,
+                    rollback,
+                    ..
+                },
+            ) => {
                 let (what, steps) = match (back, rollback) {
                     (true, Some(r)) => ("rollback", r),
                     _ => ("switch", switch),
                 };
-                runner.run_steps(what, steps, to, from, None).await?;
-                *live.lock().expect("live") = Some(to);
-                Ok(())
+                runner.run_steps(what, steps, to, from, None).await
             }
         }
     }
@@ -179,27 +192,42 @@ impl Driver {
         }
     }
 
-    /// At start: bring the environment back as the store knows it; returns the colour that is
-    /// really live (HAProxy is asked; a driver that cannot tell keeps the store's word).
+    /// At start: bring the environment back as the store knows it (the local driver restarts
+    /// its demo apps), then say what the traffic step sees.
     pub async fn restore(
         &self,
         live: Option<Colour>,
         blue: Option<&str>,
         green: Option<&str>,
-    ) -> anyhow::Result<Option<Colour>> {
+    ) -> anyhow::Result<LiveView> {
+        if let Driver::Local(l) = self {
+            l.restore(live, blue, green).await?;
+        }
+        Ok(self.observe().await)
+    }
+
+    /// Which colour takes traffic, as the traffic step itself says. Never the store's word:
+    /// a step that cannot answer is `Unseen`, one that has no way to ask is `Unasked`.
+    pub async fn observe(&self) -> LiveView {
         match self {
-            Driver::Local(l) => l.restore(live, blue, green).await,
+            // The router is in this process: what it routes to is the truth.
+            Driver::Local(l) => LiveView::Seen(l.live()),
             Driver::Command(_, Traffic::Haproxy(h)) => match h.live().await {
-                Ok(actual) => Ok(actual),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot ask HAProxy which colour is live; keeping the stored one");
-                    Ok(live)
-                }
+                Ok(c) => LiveView::Seen(c),
+                Err(e) => LiveView::Unseen(format!("HAProxy: {e}")),
             },
-            Driver::Command(_, Traffic::Command(_, _, _, l)) => {
-                *l.lock().expect("live") = live;
-                Ok(live)
-            }
+            Driver::Command(
+                _,
+                Traffic::Command {
+                    runner,
+                    query: Some(q),
+                    ..
+                },
+            ) => match runner.query_live(q).await {
+                Ok(c) => LiveView::Seen(c),
+                Err(e) => LiveView::Unseen(e),
+            },
+            Driver::Command(_, Traffic::Command { query: None, .. }) => LiveView::Unasked,
         }
     }
 }
@@ -220,6 +248,33 @@ impl CommandRunner {
         Ok(())
     }
 
+    /// Runs the `live_query` steps; the last line the last one prints names the live colour:
+    /// `blue`, `green` or `none`. Anything else is an answer greenlight cannot read.
+    pub async fn query_live(&self, steps: &[Vec<String>]) -> Result<Option<Colour>, String> {
+        let mut last = String::new();
+        for argv in steps {
+            // The query is about the environment, not a colour: `{colour}` renders as blue.
+            last = self
+                .run("live_query", argv, Colour::Blue, None, None)
+                .await?;
+        }
+        let line = last
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        match line.to_ascii_lowercase().as_str() {
+            "blue" => Ok(Some(Colour::Blue)),
+            "green" => Ok(Some(Colour::Green)),
+            "none" => Ok(None),
+            other => Err(format!(
+                "live_query printed \"{}\" as its last line, not blue, green or none",
+                crate::core::message::clip(other, 60)
+            )),
+        }
+    }
+
     async fn run(
         &self,
         step: &str,
@@ -227,7 +282,7 @@ impl CommandRunner {
         colour: Colour,
         from: Option<Colour>,
         version: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let mut vars = BTreeMap::new();
         vars.insert("env".to_string(), self.env.0.clone());
         vars.insert("colour".to_string(), colour.to_string());
@@ -254,7 +309,7 @@ impl CommandRunner {
         })
         .await;
         if out.success {
-            Ok(())
+            Ok(out.output)
         } else {
             let what = if out.timed_out {
                 format!(

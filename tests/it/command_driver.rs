@@ -12,6 +12,7 @@ display_name = "API"
 driver = "command"
 deploy_idle = ["{recorder}", {deploy_args}]
 switch = ["{recorder}", "switch", "{{colour}}"]
+live = "none"
 teardown = ["{recorder}", "teardown", "{{colour}}"]
 timeout = "5s"
 env = {{ DEPLOY_TOKEN = "${{GL_TEST_DEPLOY_TOKEN}}" }}
@@ -127,7 +128,15 @@ async fn a_failing_command_shows_its_output_masked_and_truncated() {
         t.ends_with("Live traffic was never switched: nothing was live before this deploy."),
         "{t}"
     );
-    let calls = std::fs::read_to_string(&log).unwrap();
+    // The teardown runs after the failure is posted: wait for it (with a deadline).
+    let deadline = std::time::Instant::now() + SHORT;
+    let calls = loop {
+        let calls = std::fs::read_to_string(&log).unwrap();
+        if calls.contains("[teardown][blue]") || std::time::Instant::now() > deadline {
+            break calls;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(!calls.contains("[switch]"), "no switch: {calls}");
     assert!(
         calls.contains("[teardown][blue]"),

@@ -290,6 +290,9 @@ macro_rules! crash_matrix {
 
 crash_matrix! {
     crash_after_the_request: "persisted:awaiting_checklist", false;
+    crash_when_asking_which_colour_is_live_is_written: "persisted:observing", false;
+    crash_before_asking_which_colour_is_live: "before:observe", false;
+    crash_after_asking_which_colour_is_live: "after:observe", false;
     crash_before_deploy_to_idle: "before:deploy_idle", false;
     crash_during_deploy_to_idle: "after:deploy_idle", false;
     crash_during_verification: "before:verify", false;
@@ -299,4 +302,142 @@ crash_matrix! {
     crash_during_monitoring: "before:sample", false;
     crash_during_a_rollback_before_switching_back: "before:switch_back", true;
     crash_during_a_rollback_after_switching_back: "after:switch_back", true;
+}
+
+// ---- a kill while a failing release is monitored, on each driver ---------------------------
+// (the demo driver's row is in trust.rs: its faulty app is re-armed by the bot itself)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_monitoring_a_failing_release_behind_haproxy_it_still_rolls_back() {
+    use crate::haproxy_prometheus::{Lb, Load};
+    let mut lb = Lb::start(true).await;
+    let load = Load::start(&lb.frontend, 2, std::time::Duration::from_millis(20));
+    lb.wait_metrics("blue").await;
+    lb.bot.say("alice", "/deploy v1.2.0-faulty lb").await;
+    lb.bot.approve_all(1, "bob").await;
+    lb.bot
+        .wait_text("✅ Deployment successful. Monitoring.", LONG)
+        .await;
+    // Killed before the release misbehaves: no check can have seen it fail yet.
+    lb.bot.kill();
+    assert_eq!(lb.live().await.as_deref(), Some("green"));
+    lb.arm("green").await;
+    lb.bot.restart().await;
+    lb.bot
+        .wait_text(
+            "♻️ greenlight restarted: run 1 is monitoring v1.2.0-faulty on green; monitoring resumes.",
+            SHORT,
+        )
+        .await;
+    let end = lb
+        .bot
+        .wait_for("run 1 over", LONG, |m| {
+            let t = text(m);
+            t.starts_with("⏪ Run 1 rolled back") || t.starts_with("✅ Run 1 stable")
+        })
+        .await;
+    assert!(
+        text(&end).starts_with("⏪ Run 1 rolled back"),
+        "{}",
+        text(&end)
+    );
+    assert_eq!(lb.live().await.as_deref(), Some("blue"));
+    load.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_monitoring_a_failing_release_on_the_command_driver_it_still_rolls_back() {
+    use crate::haproxy_prometheus::{free_port, write_exec, Load, DEPLOY_SH, TEARDOWN_SH};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ports = [free_port(), free_port()];
+    std::fs::write(d.join("blue.port"), ports[0].to_string()).unwrap();
+    std::fs::write(d.join("green.port"), ports[1].to_string()).unwrap();
+    write_exec(&d.join("deploy.sh"), DEPLOY_SH);
+    write_exec(&d.join("teardown.sh"), TEARDOWN_SH);
+    // The switch records the live colour; the live query reads it back.
+    write_exec(
+        &d.join("switch.sh"),
+        &format!("#!/bin/sh\necho \"$1\" > {}/live\n", d.display()),
+    );
+    let st = std::process::Command::new(d.join("deploy.sh"))
+        .args(["v1.0.0", "blue"])
+        .env("GREENLIGHT_BIN", BIN)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(d.join("live"), "blue\n").unwrap();
+    struct Apps(std::path::PathBuf);
+    impl Drop for Apps {
+        fn drop(&mut self) {
+            for c in ["blue", "green"] {
+                if let Ok(pid) = std::fs::read_to_string(self.0.join(format!("{c}.pid"))) {
+                    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+    let _apps = Apps(d.to_path_buf());
+    let extra = format!(
+        r#"
+[environments.api]
+display_name = "API"
+[environments.api.deploy]
+driver = "command"
+deploy_idle = ["{d}/deploy.sh", "{{version}}", "{{colour}}"]
+switch = ["{d}/switch.sh", "{{colour}}"]
+live_query = ["cat", "{d}/live"]
+teardown = ["{d}/teardown.sh", "{{colour}}"]
+timeout = "30s"
+blue_url = "http://127.0.0.1:{p0}"
+green_url = "http://127.0.0.1:{p1}"
+[environments.api.monitor]
+duration = "10s"
+interval = "1s"
+min_requests = 5
+[[environments.api.checklist]]
+text = "CI passed"
+group = "reviewers"
+"#,
+        d = d.display(),
+        p0 = ports[0],
+        p1 = ports[1],
+    );
+    std::fs::write(d.join("greenlight.toml"), test_config(&extra)).unwrap();
+    let mut bot = Bot::start_with(d, &[], &[("GREENLIGHT_BIN", BIN)]).await;
+    // Users reach the new colour once it is live (here: straight at its port).
+    let load = Load::start(
+        &format!("http://127.0.0.1:{}", ports[1]),
+        2,
+        std::time::Duration::from_millis(20),
+    );
+    bot.say("alice", "/deploy v1.2.0-faulty api").await;
+    bot.approve_all(1, "bob").await;
+    bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+        .await;
+    bot.kill();
+    assert_eq!(
+        std::fs::read_to_string(d.join("live")).unwrap().trim(),
+        "green"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/_demo/live", ports[1]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    bot.restart().await;
+    bot.wait_text(
+        "♻️ greenlight restarted: run 1 is monitoring v1.2.0-faulty on green; monitoring resumes.",
+        SHORT,
+    )
+    .await;
+    bot.wait_text("⏪ Run 1 rolled back", LONG).await;
+    assert_eq!(
+        std::fs::read_to_string(d.join("live")).unwrap().trim(),
+        "blue"
+    );
+    let (_, run) = bot.get_json("/api/runs/1").await;
+    assert_eq!(run["run"]["phase"], "rolled_back");
+    load.stop().await;
 }

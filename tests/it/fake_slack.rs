@@ -15,6 +15,8 @@
 //!   delivered after the next `hello` (Slack retries delivery too).
 //! - `reactions.add` by the bot is echoed back as a `reaction_added` event from `UBOT`, as
 //!   Slack does for an app subscribed to reactions (turn off with `echo_own_reactions(false)`).
+//! - `set_outage` takes the whole fake down (Web API, response URLs, Socket Mode handshakes):
+//!   answering an HTTP status, or unreachable (open connections cut, new ones closed at once).
 #![allow(dead_code)]
 
 use axum::body::Bytes;
@@ -62,6 +64,17 @@ pub enum Fault {
     Hang,
     /// HTTP 200 with `{"ok":false,"error":<code>}`.
     ApiError(String),
+}
+
+/// How the fake is down (see [`FakeSlack::set_outage`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outage {
+    /// Every Web API call, `response_url` POST and Socket Mode handshake is answered with this
+    /// HTTP status and a plain-text body; nothing takes effect.
+    Status(u16),
+    /// Nothing answers: every open connection (WebSockets too) is cut without a close frame,
+    /// and new connections are closed as soon as they are accepted.
+    Unreachable,
 }
 
 /// One recorded Web API call.
@@ -198,11 +211,16 @@ struct Inner {
     envelopes: Vec<(String, Value)>,
     acks: Vec<FakeAck>,
     client_frames: Vec<Value>,
+    outage: Option<Outage>,
+    /// Calls and response_url POSTs answered with an outage status.
+    refused_calls: u64,
 }
 
 struct Shared {
     port: u16,
     inner: Mutex<Inner>,
+    /// Woken when the fake becomes unreachable: every accepted connection is then cut.
+    cut: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -236,14 +254,19 @@ impl FakeSlack {
         let shared = Arc::new(Shared {
             port: addr.port(),
             inner: Mutex::new(Inner::new()),
+            cut: Arc::default(),
         });
         let app = Router::new()
             .route("/socket", get(socket_handler))
             .route("/response/{n}", post(response_handler))
             .fallback(api_handler)
             .with_state(shared.clone());
+        let gate = Gate {
+            listener,
+            shared: shared.clone(),
+        };
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(gate, app).await;
         });
         FakeSlack {
             shared,
@@ -294,6 +317,30 @@ impl FakeSlack {
     /// Whether the bot's own `reactions.add` comes back as a `reaction_added` event (default on).
     pub fn echo_own_reactions(&self, on: bool) {
         self.lock().echo_own_reactions = on;
+    }
+
+    /// Takes the fake down (`Some`) or brings it back (`None`); see [`Outage`]. Becoming
+    /// unreachable cuts every open connection at once.
+    pub fn set_outage(&self, outage: Option<Outage>) {
+        let unreachable = outage == Some(Outage::Unreachable);
+        self.lock().outage = outage;
+        if unreachable {
+            self.shared.cut.notify_waiters();
+        }
+    }
+
+    /// A fresh `response_url` (as a slash command from `user` in `channel` would carry), for
+    /// requests a test builds itself (HTTP mode).
+    pub fn response_url(&self, channel: &str, user: &str) -> String {
+        let mut inner = self.lock();
+        let envelope_id = inner.new_envelope_id();
+        let n = inner.new_response_url(&envelope_id, channel, user, None);
+        format!("http://127.0.0.1:{}/response/{n}", self.addr.port())
+    }
+
+    /// How many calls, response_url POSTs and socket handshakes an outage status answered.
+    pub fn refused_calls(&self) -> u64 {
+        self.lock().refused_calls
     }
 
     /// The next call of `method` (e.g. "chat.postMessage") fails with `fault`. Faults queue up.
@@ -452,6 +499,29 @@ impl FakeSlack {
         message_ts: &str,
         action_id: &str,
     ) -> String {
+        self.block_action_with(user, channel, message_ts, action_id, true)
+    }
+
+    /// [`block_action`](Self::block_action) with no `response_url` in the payload (the field is
+    /// optional in Slack's `block_actions`).
+    pub fn block_action_without_response_url(
+        &self,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+    ) -> String {
+        self.block_action_with(user, channel, message_ts, action_id, false)
+    }
+
+    fn block_action_with(
+        &self,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+        with_response_url: bool,
+    ) -> String {
         let mut inner = self.lock();
         let envelope_id = inner.new_envelope_id();
         let seq = inner.seq();
@@ -495,6 +565,10 @@ impl FakeSlack {
         });
         if let Some(m) = &message {
             payload["message"] = message_json(m);
+        }
+        if !with_response_url {
+            payload.as_object_mut().unwrap().remove("response_url");
+            inner.response_urls.remove(&url_id);
         }
         inner.send_envelope(envelope_id, "interactive", payload, false)
     }
@@ -734,7 +808,19 @@ impl Inner {
             envelopes: Vec::new(),
             acks: Vec::new(),
             client_frames: Vec::new(),
+            outage: None,
+            refused_calls: 0,
         }
+    }
+
+    /// While the fake answers an outage status: count the refusal and give the answer.
+    fn outage_answer(&mut self) -> Option<Response> {
+        let Some(Outage::Status(code)) = self.outage else {
+            return None;
+        };
+        self.refused_calls += 1;
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        Some((status, "fake Slack: outage").into_response())
     }
 
     /// Message timestamps: "1700000000.000100", "1700000000.000200", ... (unique, increasing).
@@ -1327,6 +1413,9 @@ async fn api_handler(
     };
     // slack-morphism joins "<api_url>/<method>", so "/api//chat.postMessage" is normal.
     let api_method = rest.trim_start_matches('/').to_string();
+    if let Some(answer) = s.lock().outage_answer() {
+        return answer;
+    }
     let body = parse_body(&headers, uri.query(), &raw);
     let token = bearer(&headers).or_else(|| body["token"].as_str().map(str::to_string));
     let fault = {
@@ -1377,6 +1466,9 @@ async fn response_handler(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
+    if let Some(answer) = s.lock().outage_answer() {
+        return answer;
+    }
     let body = parse_body(&headers, None, &raw);
     let result = s.lock().respond(n, body);
     match result {
@@ -1393,6 +1485,9 @@ async fn socket_handler(
     let ticket = q.get("n").and_then(|n| n.parse::<u64>().ok());
     {
         let mut inner = s.lock();
+        if let Some(answer) = inner.outage_answer() {
+            return answer;
+        }
         let fresh = ticket.is_some_and(|n| (1..=inner.tickets_issued).contains(&n));
         if !(fresh && inner.tickets_used.insert(ticket.unwrap_or(0))) {
             inner.rejected_sockets += 1;
@@ -1404,6 +1499,106 @@ async fn socket_handler(
         }
     }
     ws.on_upgrade(move |socket| run_socket(s, socket))
+}
+
+/// The fake's TCP listener: while the fake is unreachable it closes new connections at once;
+/// the ones it hands out can be cut.
+struct Gate {
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for Gate {
+    type Io = Cuttable;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.listener.accept().await else {
+                continue;
+            };
+            if self.shared.lock().outage == Some(Outage::Unreachable) {
+                continue;
+            }
+            let cut = Box::pin(self.shared.cut.clone().notified_owned());
+            return (
+                Cuttable {
+                    stream,
+                    cut,
+                    dead: false,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// An accepted connection: once the fake becomes unreachable its reads and writes fail, so the
+/// server drops it and the socket closes without a word (no HTTP answer, no close frame).
+struct Cuttable {
+    stream: tokio::net::TcpStream,
+    cut: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    dead: bool,
+}
+
+impl Cuttable {
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::io::Result<()> {
+        if !self.dead && std::future::Future::poll(self.cut.as_mut(), cx).is_ready() {
+            self.dead = true;
+        }
+        if self.dead {
+            Err(std::io::ErrorKind::ConnectionReset.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Cuttable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Cuttable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Err(e) = self.check(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 async fn run_socket(s: Arc<Shared>, mut socket: WebSocket) {

@@ -20,13 +20,19 @@ const WINDOW: &str = "1s";
 /// The bot's monitoring interval.
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
 
-/// `N` distinct free ports. HAProxy and Prometheus cannot report a port-0 bind: take them from
-/// the kernel, holding each listener until all are taken so no two are the same.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+/// A free port from the kernel (HAProxy and Prometheus cannot report a port-0 bind), never one
+/// this process was given before: two calls in a row could otherwise return the same port (the
+/// first listener is closed before the second bind), and green's deploy then found blue's app.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 struct Proc(Child);
@@ -67,7 +73,7 @@ impl Drop for Lb {
     }
 }
 
-const DEPLOY_SH: &str = r#"#!/bin/sh
+pub const DEPLOY_SH: &str = r#"#!/bin/sh
 # deploy.sh VERSION COLOUR: (re)start the demo app of COLOUR on its port with VERSION.
 dir=$(dirname "$0")
 port=$(cat "$dir/$2.port")
@@ -87,14 +93,14 @@ until "$GREENLIGHT_BIN" healthcheck --url "http://127.0.0.1:$port" 2>/dev/null; 
 done
 "#;
 
-const TEARDOWN_SH: &str = r#"#!/bin/sh
+pub const TEARDOWN_SH: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 [ -f "$dir/$1.pid" ] && kill "$(cat "$dir/$1.pid")" 2>/dev/null
 rm -f "$dir/$1.pid"
 exit 0
 "#;
 
-fn write_exec(path: &Path, text: &str) {
+pub fn write_exec(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
@@ -111,8 +117,8 @@ impl Lb {
     pub async fn start(socket_present: bool) -> Lb {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let [p0, p1, fport, pport] = free_ports();
-        let ports = [p0, p1];
+        let ports = [free_port(), free_port()];
+        let (fport, pport) = (free_port(), free_port());
         std::fs::write(d.join("blue.port"), ports[0].to_string()).unwrap();
         std::fs::write(d.join("green.port"), ports[1].to_string()).unwrap();
         write_exec(&d.join("deploy.sh"), DEPLOY_SH);
@@ -720,20 +726,43 @@ async fn failed_health_or_smoke_never_switches_and_no_data_is_not_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_haproxy_socket_fails_the_run_safely() {
+async fn a_missing_haproxy_socket_refuses_the_deploy_and_touches_nothing() {
+    // HAProxy serves blue; greenlight starts on a fresh data directory with a socket path
+    // that does not exist: it cannot see which colour is live, so it deploys nothing.
     let lb = Lb::start(false).await;
-    lb.bot.say("alice", "/deploy v1.1.0 lb").await;
-    lb.bot.approve_all(1, "bob").await;
-    let m = lb
-        .bot
-        .wait_text("❌ Deployment failed. Reason: traffic switch failed", LONG)
-        .await;
-    let t = text(&m);
+    let load = Load::start(&lb.frontend, 2, Duration::from_millis(50));
+    let blue_pid = std::fs::read_to_string(lb.dir.path().join("blue.pid")).unwrap();
+    let id = lb.bot.say("alice", "/deploy v1.5.0 lb").await;
+    let ans = text(&lb.bot.answer_to(&id).await);
     assert!(
-        t.contains("missing.sock") && t.contains("No such file or directory"),
-        "{t}"
+        ans.starts_with("Refused: greenlight cannot see which colour is live on LB: HAProxy:")
+            && ans.contains("missing.sock")
+            && !ans.contains('\n')
+            && !ans.contains("Usage:"),
+        "one line that says why: {ans}"
     );
-    assert_eq!(lb.live().await.as_deref(), Some("blue"), "nothing switched");
+    let id = lb.bot.say("carol", "/deploy status lb").await;
+    let st = text(&lb.bot.answer_to(&id).await);
+    assert!(st.contains("LB: ⚠️ live colour unknown (HAProxy:"), "{st}");
+    let id = lb.bot.say("carol", "/deploy why-not v1.5.0 lb").await;
+    let wn = text(&lb.bot.answer_to(&id).await);
+    assert!(
+        wn.contains("• greenlight cannot see which colour is live on LB"),
+        "{wn}"
+    );
     let (_, run) = lb.bot.get_json("/api/runs/1").await;
-    assert_eq!(run["run"]["phase"], "failed");
+    assert!(run.get("run").is_none(), "no run was created: {run}");
+    // Blue was never redeployed nor torn down, and it kept serving.
+    assert_eq!(
+        std::fs::read_to_string(lb.dir.path().join("blue.pid")).unwrap(),
+        blue_pid
+    );
+    let ok = load.ok.clone();
+    wait_until("requests through HAProxy", LONG, move || {
+        ok.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    let (_, failed) = load.stop().await;
+    assert_eq!(failed, 0, "no request failed");
+    assert_eq!(lb.live().await.as_deref(), Some("blue"));
 }

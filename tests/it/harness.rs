@@ -144,6 +144,9 @@ impl Bot {
                     .open(dir.join("bot.log"))
                     .expect("log"),
             );
+        die_with_the_test(&mut cmd);
+        // Its own process group: `kill` takes down everything it started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("start greenlight");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -157,6 +160,11 @@ impl Bot {
         let first = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
+                // SAFETY: kill(2) on the process group created above.
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
+                let _ = child.wait();
                 panic!(
                     "greenlight did not start; log:\n{}",
                     std::fs::read_to_string(dir.join("bot.log")).unwrap_or_default()
@@ -196,9 +204,14 @@ impl Bot {
         }
     }
 
-    /// SIGKILL, no chance to clean up.
+    /// SIGKILL, no chance to clean up: the whole process group, so a bot run under another
+    /// program (`faketime` forks it) dies too, with its demo apps.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the process group this harness created for the bot.
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGKILL);
+            }
             let _ = c.kill();
             c.wait().expect("wait");
         }
@@ -307,13 +320,37 @@ impl Bot {
         assert!(s == 201 || s == 200, "reaction answered {s}");
     }
 
+    /// Every message anyone can see: the public ones and each configured user's private
+    /// replies (the API serves a private reply only to its person), merged in id order.
     pub async fn messages(&self) -> Vec<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/local/messages", self.url))
-            .send()
+        let users: Vec<String> = self
+            .get_json("/api/local/users")
             .await
-            .unwrap();
+            .1
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all = std::collections::BTreeMap::new();
+        for u in users {
+            for m in self.messages_as(Some(&u)).await {
+                let id: u64 = m["id"].as_str().unwrap().parse().unwrap();
+                all.insert(id, m);
+            }
+        }
+        all.into_values().collect()
+    }
+
+    /// The messages as `user` sees them (without a user: the public ones only).
+    pub async fn messages_as(&self, user: Option<&str>) -> Vec<Value> {
+        let mut req = self.http.get(format!("{}/api/local/messages", self.url));
+        if let Some(u) = user {
+            req = req.query(&[("as", u)]);
+        }
+        let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         r.json().await.unwrap()
     }
@@ -419,7 +456,9 @@ pub struct DemoApp(pub Child, pub String);
 
 impl DemoApp {
     pub fn start(version: &str, colour: &str) -> DemoApp {
-        let mut c = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        die_with_the_test(&mut cmd);
+        let mut c = cmd
             .args([
                 "demo-app",
                 "--listen",
@@ -447,6 +486,19 @@ impl Drop for DemoApp {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A process the tests start dies with the test process, even when a test is interrupted
+/// or panics where no destructor runs (`PR_SET_PDEATHSIG`), so none outlives the suite.
+pub fn die_with_the_test(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 

@@ -21,7 +21,7 @@ async fn the_kubernetes_examples_drive_kubectl() {
     let log = d.join("kubectl.log");
     std::fs::write(
         bin.join("kubectl"),
-        format!("#!/bin/sh\nout=\"\"\nfor a in \"$@\"; do out=\"$out$a | \"; done\necho \"$out\" >> {}\necho ok\n", log.display()),
+        format!("#!/bin/sh\nout=\"\"\nfor a in \"$@\"; do out=\"$out$a | \"; done\necho \"$out\" >> {}\nif [ \"$3\" = get ]; then cat {}; else echo ok; fi\n", log.display(), d.join("selector").display()),
     )
     .unwrap();
     std::fs::set_permissions(
@@ -54,6 +54,8 @@ async fn the_kubernetes_examples_drive_kubectl() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // The cluster's Service selects blue today.
+    std::fs::write(d.join("selector"), "blue").unwrap();
     let bot = Bot::start_with(d, &[], &[("PATH", path.as_str())]).await;
 
     // Blue-green on prod: set image + rollout status on the idle Deployment, then the Service
@@ -66,15 +68,24 @@ async fn the_kubernetes_examples_drive_kubectl() {
         text(m).starts_with("Run 1 status (unverified)")
     })
     .await;
-    let c = calls(&log);
-    assert_eq!(c[0], "--namespace | shop | set | image | deployment/app-blue | app=registry.example.com/shop/app:v1.2.0 | ", "{c:?}");
+    let all = calls(&log);
+    // Asked at start and again before the deploy: the Service selects blue.
+    let query =
+        "--namespace | shop | get | service | app | -o | jsonpath={.spec.selector.colour} | ";
     assert_eq!(
-        c[1], "--namespace | shop | rollout | status | deployment/app-blue | --timeout=5m | ",
+        all.iter().filter(|l| l.as_str() == query).count(),
+        2,
+        "{all:?}"
+    );
+    let c: Vec<&String> = all.iter().filter(|l| l.as_str() != query).collect();
+    assert_eq!(c[0], "--namespace | shop | set | image | deployment/app-green | app=registry.example.com/shop/app:v1.2.0 | ", "{c:?}");
+    assert_eq!(
+        c[1], "--namespace | shop | rollout | status | deployment/app-green | --timeout=5m | ",
         "{c:?}"
     );
     assert_eq!(
         c[2],
-        r#"--namespace | shop | patch | service | app | --type=merge | -p | {"spec":{"selector":{"app":"app","colour":"blue"}}} | "#,
+        r#"--namespace | shop | patch | service | app | --type=merge | -p | {"spec":{"selector":{"app":"app","colour":"green"}}} | "#,
         "{c:?}"
     );
 

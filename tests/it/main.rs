@@ -13,6 +13,8 @@ mod haproxy_prometheus;
 mod harness;
 mod kubernetes;
 mod lifecycle;
+mod local_api;
 mod page;
 mod rollback;
 mod slack;
+mod trust;

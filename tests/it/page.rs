@@ -139,6 +139,31 @@ impl Driver {
         .to_string()
     }
 
+    async fn script(&self, js: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": js, "args": []}),
+        )
+        .await
+    }
+
+    /// Waits until the page no longer shows `needle`.
+    async fn wait_gone(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.page_text().await;
+            if !t.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page still shows {needle:?}:\n{t}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn wait_text(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
@@ -163,8 +188,17 @@ async fn the_page_drives_a_deploy_with_clicks() {
         .await;
     d.wait_text("greenlight — local channel", SHORT).await;
 
-    // Type a deploy as alice.
+    // alice's private answer is on her page, and not on bob's.
     d.click("select#user option[value=\"alice\"]").await;
+    d.type_into("#composer", "/deploy help").await;
+    d.click("#send").await;
+    d.wait_text("greenlight commands:", SHORT).await;
+    d.click("select#user option[value=\"bob\"]").await;
+    d.wait_gone("greenlight commands:", SHORT).await;
+    d.click("select#user option[value=\"alice\"]").await;
+    d.wait_text("greenlight commands:", SHORT).await;
+
+    // Type a deploy as alice.
     d.type_into("#composer", "/deploy v1.2.0 staging").await;
     d.click("#send").await;
     d.wait_text("Pre-deployment checklist: v1.2.0 → Staging (run 1)", SHORT)
@@ -192,6 +226,40 @@ async fn the_page_drives_a_deploy_with_clicks() {
     d.wait_text("✅ Deployment successful. Monitoring.", LONG)
         .await;
     d.wait_text("Run 1 stable", LONG).await;
+    // Edits in place reach the page too: the approved items and the status message.
+    d.wait_text("✅ 1. CI passed", SHORT).await;
+    d.wait_text("✅ stable: v1.2.0 live on", SHORT).await;
+
+    // The page read everything once per user, then only what changed.
+    let reads = d
+        .script(
+            "return performance.getEntriesByType('resource').map(function (e) { return e.name; })\
+             .filter(function (n) { return n.indexOf('/api/local/messages') >= 0; })",
+        )
+        .await;
+    let reads: Vec<String> = reads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    // Resource timing does not name the method: the two without a query are the two posts.
+    let (gets, posts): (Vec<&String>, Vec<&String>) = reads.iter().partition(|u| u.contains('?'));
+    assert_eq!(
+        posts.len(),
+        2,
+        "every read asks as the page's user: {reads:?}"
+    );
+    assert!(gets.iter().all(|u| u.contains("as=")), "{reads:?}");
+    let full = gets.iter().filter(|u| !u.contains("after=")).count();
+    assert!(
+        full <= 4,
+        "a full read on load and on each change of user only: {reads:?}"
+    );
+    assert!(
+        gets.iter().filter(|u| u.contains("after=")).count() >= 5,
+        "{reads:?}"
+    );
 
     // The clicks landed as reactions through the API.
     let msgs = bot.messages().await;

@@ -1,7 +1,7 @@
 //! greenlight in Slack: the real slack-morphism code inside the binary against the fake Slack
 //! (Web API, Socket Mode, response URLs) on 127.0.0.1, and signed HTTP mode.
 
-use crate::fake_slack::{FakeSlack, Fault};
+use crate::fake_slack::{FakeSlack, Fault, Outage};
 use crate::harness::*;
 use std::time::Duration;
 
@@ -123,13 +123,24 @@ async fn the_staging_lifecycle_in_slack() {
         "items carry Approve / Veto buttons"
     );
 
-    // Self-approval does not count, and the thread says why.
+    // Self-approval does not count, and alice alone is told why, in the thread.
     fake.reaction("U01ALICE", STAGING, &items[0], "white_check_mark", true);
-    fake.wait_message("self-approval refused", LONG, |m| {
-        m.thread_ts.as_deref() == Some(parent.as_str())
-            && m.text.contains("cannot approve their own run")
-    })
-    .await;
+    let e = fake
+        .wait_for("self-approval refused", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("cannot approve their own run"))
+        })
+        .await;
+    assert_eq!(e.user, "U01ALICE");
+    assert_eq!(e.thread_ts.as_deref(), Some(parent.as_str()));
+    assert!(
+        !fake
+            .messages()
+            .iter()
+            .any(|m| m.text.contains("cannot approve their own run")),
+        "nothing public about it"
+    );
     // An ineligible click is answered to the clicker only.
     fake.block_action("U01ALICE", STAGING, &items[1], "greenlight_approve");
     fake.wait_for("ephemeral refusal", LONG, |f| {
@@ -396,4 +407,241 @@ async fn http_mode_checks_signatures_windows_and_replays() {
         .await
         .unwrap()
         .contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+}
+
+/// Polls `/readyz` until `pred(status, body)` holds; returns them.
+async fn wait_readyz(bot: &Bot, what: &str, pred: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let (code, body) = bot.get_text(&format!("{}/readyz", bot.url)).await;
+        if pred(code, &body) {
+            return (code, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for /readyz: {what}; last answer {code} {body}\n{}",
+            bot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metrics(bot: &Bot) -> String {
+    bot.get_text(&format!("{}/metrics", bot.url)).await.1
+}
+
+fn is_ready(code: u16, body: &str) -> bool {
+    code == 200 && body == "ready\n"
+}
+
+/// One line: "not ready: ..." and a newline.
+fn one_line_reason(body: &str) -> bool {
+    body.starts_with("not ready: ") && body.ends_with('\n') && body.trim_end().lines().count() == 1
+}
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// A slash command signed as Slack signs it, posted to the bot in HTTP mode; the status.
+async fn signed_command(bot: &Bot, text: &str, trigger: &str, response_url: &str) -> u16 {
+    let encoded = response_url.replace(':', "%3A").replace('/', "%2F");
+    let body = format!(
+        "token=x&team_id=T01&team_domain=fake&channel_id={STAGING}&channel_name=staging&user_id=U01ALICE&user_name=alice&command=%2Fdeploy&text={}&api_app_id=A01&is_enterprise_install=false&response_url={encoded}&trigger_id={trigger}",
+        text.replace(' ', "+"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    reqwest::Client::new()
+        .post(format!("{}/slack/commands", bot.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", sign(SECRET, now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_is_not_ready_while_the_slack_api_fails_and_ready_once_it_delivers() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        slack_config(&fake.api_url(), "http"),
+    )
+    .unwrap();
+    let bot = Bot::start_with(
+        tmp.path(),
+        &[],
+        &[
+            ("SLACK_BOT_TOKEN", "xoxb-test"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+        ],
+    )
+    .await;
+    wait_readyz(&bot, "ready at start", is_ready).await;
+
+    // Slack answers 503 to everything: the command is taken (its state written), its messages
+    // wait in the outbox, and /readyz says why.
+    fake.set_outage(Some(Outage::Status(503)));
+    let url = fake.response_url(STAGING, "U01ALICE");
+    assert_eq!(
+        signed_command(&bot, "v1.2.0 staging", "t1", &url).await,
+        200
+    );
+    let (_, body) = wait_readyz(&bot, "not ready: the API answers 503", |code, body| {
+        code == 503 && body.contains("slack: cannot deliver since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("HTTP 503"), "{body}");
+    assert!(body.contains("messages waiting"), "{body}");
+    assert!(fake.refused_calls() > 0);
+    let m = metrics(&bot).await;
+    assert!(
+        m.contains("greenlight_outbox_stalled{platform=\"slack\"} 1"),
+        "{m}"
+    );
+    assert!(fake.messages().is_empty(), "nothing got through");
+
+    // Slack is back: the outbox drains and the bot is ready again.
+    fake.set_outage(None);
+    wait_readyz(&bot, "ready after the 503s", is_ready).await;
+    checklist(&fake, 1).await;
+    let m = metrics(&bot).await;
+    assert!(
+        m.contains("greenlight_outbox_stalled{platform=\"slack\"} 0"),
+        "{m}"
+    );
+
+    // Slack unreachable: open connections cut, new ones closed before any answer.
+    fake.set_outage(Some(Outage::Unreachable));
+    let url = fake.response_url(STAGING, "U01ALICE");
+    assert_eq!(
+        signed_command(&bot, "status staging", "t2", &url).await,
+        200
+    );
+    let (_, body) = wait_readyz(&bot, "not ready: the API is unreachable", |code, body| {
+        code == 503 && body.contains("slack: cannot deliver since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("response_url: "), "{body}");
+    assert!(body.contains("1 message waiting"), "{body}");
+    fake.set_outage(None);
+    wait_readyz(&bot, "ready after the outage", is_ready).await;
+    fake.wait_for("the status answer", LONG, |f| {
+        f.responses()
+            .into_iter()
+            .find(|r| r.text().contains("v1.2.0"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_connection_state_follows_the_socket() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    wait_readyz(&bot, "ready once connected", is_ready).await;
+    let connected = |n: u8| format!("greenlight_platform_connected{{platform=\"slack\"}} {n}");
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // Slack closes the socket and refuses to open a new one for a while.
+    fake.set_outage(Some(Outage::Status(503)));
+    fake.drop_connections();
+    let (_, body) = wait_readyz(&bot, "not ready: socket closed", |code, body| {
+        code == 503 && body.contains("slack: not connected since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(body.contains("Socket Mode"), "{body}");
+    assert!(metrics(&bot).await.contains(&connected(0)));
+    // It keeps trying: apps.connections.open was refused at least once.
+    fake.wait_until("a refused reconnect", LONG, |f| f.refused_calls() > 0)
+        .await;
+    assert_eq!(fake.live_connections(), 0);
+
+    fake.set_outage(None);
+    fake.wait_connected(2, LONG).await;
+    wait_readyz(&bot, "ready after the reconnect", is_ready).await;
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // The network goes: the socket is cut without a close frame.
+    fake.set_outage(Some(Outage::Unreachable));
+    let (_, body) = wait_readyz(&bot, "not ready: socket cut", |code, body| {
+        code == 503 && body.contains("slack: not connected since ")
+    })
+    .await;
+    assert!(one_line_reason(&body), "{body:?}");
+    assert!(metrics(&bot).await.contains(&connected(0)));
+    fake.set_outage(None);
+    fake.wait_connected(3, LONG).await;
+    wait_readyz(&bot, "ready after the network is back", is_ready).await;
+    assert!(metrics(&bot).await.contains(&connected(1)));
+
+    // And the connection works.
+    fake.slash_command("U01CAROL", STAGING, "/deploy", "status staging");
+    fake.wait_for("status answer", LONG, |f| {
+        f.responses()
+            .into_iter()
+            .find(|r| r.text().contains("Staging") || r.text().contains("staging"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_click_without_response_url_is_answered_ephemerally() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let _bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    fake.slash_command("U01ALICE", STAGING, "/deploy", "v1.2.0 staging");
+    let (parent, items) = checklist(&fake, 1).await;
+
+    // The requester clicks Approve; Slack sent no response_url with the click.
+    fake.block_action_without_response_url("U01ALICE", STAGING, &items[0], "greenlight_approve");
+    let e = fake
+        .wait_for("an ephemeral refusal", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("cannot approve their own run"))
+        })
+        .await;
+    assert_eq!(e.user, "U01ALICE");
+    assert_eq!(e.channel, STAGING);
+    assert_eq!(
+        e.thread_ts.as_deref(),
+        Some(parent.as_str()),
+        "in the checklist's thread"
+    );
+
+    // Someone greenlight does not know clicks: told, to them alone.
+    fake.block_action_without_response_url("U09NOBODY", STAGING, &items[1], "greenlight_approve");
+    let e = fake
+        .wait_for("an ephemeral answer to an unknown user", LONG, |f| {
+            f.ephemerals()
+                .into_iter()
+                .find(|e| e.text.contains("does not know slack user U09NOBODY"))
+        })
+        .await;
+    assert_eq!(e.user, "U09NOBODY");
+
+    let about_clicks = |t: &str| t.contains("cannot approve") || t.contains("does not know");
+    assert!(
+        !fake.messages().iter().any(|m| about_clicks(&m.text))
+            && !fake.responses().iter().any(|r| about_clicks(&r.text())),
+        "nothing else said about the clicks: {}",
+        fake.dump()
+    );
+    let items_now: Vec<_> = items
+        .iter()
+        .map(|ts| fake.message(STAGING, ts).unwrap().text)
+        .collect();
+    assert!(
+        items_now.iter().all(|t| t.starts_with('⬜')),
+        "neither click counted: {items_now:?}"
+    );
 }
