@@ -1093,11 +1093,11 @@ impl App {
                     ..
                 } => {
                     let critical = env.smoke.iter().any(|s| s.critical);
-                    if critical {
-                        // The critical path reports on its own: a slow one (every step of a
-                        // slow release is slow) must not hold back the metrics verdict.
-                        let (tx, http, driver, cfg, env_name, version) = (
-                            tx.clone(),
+                    // The critical path runs beside the metrics (a slow one, as every step of a
+                    // slow release is, must not hold back the metrics verdict) and reports right
+                    // after this check's metrics, so a breach in them always names the reason.
+                    let smoke = critical.then(|| {
+                        let (http, driver, cfg, env_name, version) = (
                             http.clone(),
                             driver.clone(),
                             cfg.clone(),
@@ -1106,17 +1106,9 @@ impl App {
                         );
                         tokio::spawn(async move {
                             let env = &cfg.environments[&env_name];
-                            let r = critical_path(&http, &driver, env, colour, version.as_deref())
-                                .await;
-                            let _ = tx
-                                .send(AppEvent::Done {
-                                    run,
-                                    attempt,
-                                    outcome: Outcome::CriticalPath(r),
-                                })
-                                .await;
-                        });
-                    }
+                            critical_path(&http, &driver, env, colour, version.as_deref()).await
+                        })
+                    });
                     let prev = snapshots.lock().expect("snapshots").get(&run).cloned();
                     let (s, snap) = sample(
                         &scraper,
@@ -1131,12 +1123,22 @@ impl App {
                     if let Some(snap) = snap {
                         snapshots.lock().expect("snapshots").insert(run, snap);
                     }
-                    let outcome = if critical {
-                        Outcome::Measured(s)
-                    } else {
-                        Outcome::Sample(s, None)
-                    };
-                    (run, attempt, outcome)
+                    match smoke {
+                        Some(handle) => {
+                            let _ = tx
+                                .send(AppEvent::Done {
+                                    run,
+                                    attempt,
+                                    outcome: Outcome::Measured(s),
+                                })
+                                .await;
+                            let r = handle.await.unwrap_or_else(|e| {
+                                Err(format!("critical path check failed: {e}"))
+                            });
+                            (run, attempt, Outcome::CriticalPath(r))
+                        }
+                        None => (run, attempt, Outcome::Sample(s, None)),
+                    }
                 }
                 Action::SwitchBack {
                     run,
