@@ -148,6 +148,14 @@ fn env_of<'a>(ch: &'a Changes, env: &EnvName) -> &'a EnvState {
         .unwrap_or_else(|| panic!("env {env} is not in the changes: {ch:#?}"))
 }
 
+/// The monitor tick armed in `ch`, if any.
+fn tick_in(ch: &Changes) -> Option<(DateTime<Utc>, Timer)> {
+    ch.timers
+        .iter()
+        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
+        .cloned()
+}
+
 fn nothing(ch: &Changes) -> bool {
     ch.is_empty() && ch.actions.is_empty() && ch.timers.is_empty() && ch.reply.is_none()
 }
@@ -2715,12 +2723,7 @@ fn checks_keep_their_cadence_when_a_sample_is_slow() {
     // interval after the previous one started, not after its result came back.
     let mut h = H::demo();
     let (id, ch) = h.deploy_to_monitoring("alice", "bob", "v1.2.0", "staging", wed(10, 0));
-    let (at, tick) = ch
-        .timers
-        .iter()
-        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
-        .cloned()
-        .unwrap();
+    let (at, tick) = tick_in(&ch).unwrap();
     let ch = h.timer(tick, at);
     let attempt = match ch.actions.as_slice() {
         [Action::Sample { attempt, .. }] => *attempt,
@@ -2734,12 +2737,7 @@ fn checks_keep_their_cadence_when_a_sample_is_slow() {
         Outcome::Sample(healthy(), Some(Ok(()))),
         at + secs(3),
     );
-    let next = ch
-        .timers
-        .iter()
-        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
-        .map(|(w, _)| *w)
-        .unwrap();
+    let next = tick_in(&ch).unwrap().0;
     assert_eq!(next, at + interval);
 }
 
@@ -2747,12 +2745,7 @@ fn checks_keep_their_cadence_when_a_sample_is_slow() {
 fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
     // A failing critical path arriving after the metrics passed rolls back at once.
     let (mut h, id, ch, _) = H::second_deploy_in(Phase::Monitoring);
-    let (at, tick) = ch
-        .timers
-        .iter()
-        .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
-        .cloned()
-        .unwrap();
+    let (at, tick) = tick_in(&ch).unwrap();
     h.timer(tick, at);
     let attempt = h.run(id).attempt;
     h.result(id, attempt, Outcome::Measured(healthy()), at);
@@ -2772,12 +2765,7 @@ fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
     let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
     let attempt = h.run(id).attempt;
     for _ in 0..5 {
-        let (at, tick) = ch
-            .timers
-            .iter()
-            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
-            .cloned()
-            .unwrap();
+        let (at, tick) = tick_in(&ch).unwrap();
         h.timer(tick, at);
         ch = h.result(id, attempt, Outcome::Measured(healthy()), at);
         if h.run(id).monitor.awaiting_critical_path {
@@ -2787,7 +2775,6 @@ fn a_critical_path_reported_on_its_own_rolls_back_and_has_the_last_word() {
     }
     assert!(h.run(id).monitor.awaiting_critical_path);
     assert_eq!(h.run(id).phase, Phase::Monitoring);
-    let _ = ch;
     let ch = h.result(id, attempt, Outcome::CriticalPath(Ok(())), wed(12, 0));
     assert_eq!(run_of(&ch, id).phase, Phase::Succeeded);
 }
@@ -2797,12 +2784,7 @@ fn a_critical_path_that_answers_before_the_metrics_does_not_stall_the_end() {
     let (mut h, id, mut ch, _) = H::second_deploy_in(Phase::Monitoring);
     let attempt = h.run(id).attempt;
     for _ in 0..10 {
-        let Some((at, tick)) = ch
-            .timers
-            .iter()
-            .find(|(_, t)| matches!(t, Timer::MonitorTick(..)))
-            .cloned()
-        else {
+        let Some((at, tick)) = tick_in(&ch) else {
             break;
         };
         h.timer(tick, at);

@@ -81,24 +81,18 @@ async fn sigkill_during_monitoring_of_a_failing_release_still_rolls_back() {
 async fn sigterm_during_monitoring_of_a_failing_release_still_rolls_back() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("greenlight.toml"), slow_checks()).unwrap();
-    let mut bot = Bot::start_in(tmp.path(), &[]).await;
-    faulty_after_stable(&bot).await;
-    bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+    let mut old = Bot::start_in(tmp.path(), &[]).await;
+    faulty_after_stable(&old).await;
+    old.wait_text("✅ Deployment successful. Monitoring.", LONG)
         .await;
-    bot.wait_for("run 2 monitoring", LONG, |m| {
+    old.wait_for("run 2 monitoring", LONG, |m| {
         text(m).starts_with("Run 2 status (monitoring)")
     })
     .await;
     // A clean stop well before the first check (3 s after the switch).
-    let (status, _) = bot.terminate();
+    let (status, _) = old.terminate();
     assert!(status.success(), "{status:?}");
-    let (_, runs) = {
-        let b = Bot::start_in(tmp.path(), &[]).await;
-        let r = b.get_json("/api/runs/2").await;
-        bot = b;
-        r
-    };
-    assert!(runs["run"]["phase"].is_string());
+    let bot = Bot::start_in(tmp.path(), &[]).await;
     rolled_back_after_restart(&bot).await;
 }
 
@@ -173,9 +167,7 @@ async fn removing_one_of_two_approving_emoji_keeps_the_approval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_said_once_to_the_person_they_concern() {
     let (bot, _tmp) = Bot::start(&test_config("")).await;
-    // carol's reactions on alice's run by an outsider group member: the requester's own.
-    let extra_reviewers = "";
-    let _ = extra_reviewers;
+    // alice approving her own run, five times over: told once, to her alone.
     bot.say("alice", "/deploy v1.2.0 staging").await;
     let (parent, items) = bot.checklist_items(1).await;
     for _ in 0..5 {
