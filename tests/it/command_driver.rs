@@ -92,8 +92,11 @@ async fn commands_get_arguments_never_a_shell_and_no_metrics_is_not_a_pass() {
         .find(|m| text(m).starts_with("Run 1 status"))
         .map(text)
         .unwrap();
+    // Nobody else calls these apps; the critical-path check runs beside the metrics, so a
+    // window may hold one of its own requests.
     assert!(
-        st.contains("inconclusive (only 0 requests in the window (minimum 5))"),
+        st.contains("inconclusive (only 0 requests in the window (minimum 5))")
+            || st.contains("inconclusive (only 1 requests in the window (minimum 5))"),
         "{st}"
     );
     let calls = std::fs::read_to_string(&log).unwrap();
