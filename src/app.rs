@@ -7,7 +7,7 @@ use crate::config::{Config, MetricsConfig};
 use crate::core::analysis::{Measurement, Sample};
 use crate::core::command::{self, Command};
 use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
-use crate::core::{Colour, EnvName, RunId, UserId};
+use crate::core::{Colour, EnvName, Platform, RunId, UserId};
 use crate::deploy::Driver;
 use crate::metrics::scrape::{self, Scraper, Snapshot};
 use crate::store::{LocalMessage, OutboxEntry, Store};
@@ -123,11 +123,11 @@ enum Origin {
 }
 
 impl Origin {
-    fn platform(&self) -> &'static str {
+    fn platform(&self) -> Platform {
         match self {
-            Origin::Local { .. } => "local",
-            Origin::Slack { .. } => "slack",
-            Origin::Discord => "discord",
+            Origin::Local { .. } => Platform::Local,
+            Origin::Slack { .. } => Platform::Slack,
+            Origin::Discord => Platform::Discord,
         }
     }
 }
@@ -454,7 +454,7 @@ impl App {
                 ..Default::default()
             },
             Ok(cmd) => {
-                tracing::info!(user = %uid, command = %text, platform = origin.platform(), "command");
+                tracing::info!(user = %uid, command = %text, platform = %origin.platform(), "command");
                 self.engine.command_from(uid, cmd, origin.platform(), now)
             }
         };
@@ -481,7 +481,7 @@ impl App {
         let dedup = match &inbound {
             In::Command { dedup, .. } | In::Reaction { dedup, .. } => dedup.clone(),
         };
-        if self.store.seen("discord", &dedup)? {
+        if self.store.seen(Platform::Discord, &dedup)? {
             tracing::info!(%dedup, "discord redelivery ignored");
             return Ok(Some(CommandAnswer {
                 text: "This was already handled.".into(),
@@ -489,16 +489,16 @@ impl App {
             }));
         }
         let pre = PreWrite::Idempotency {
-            platform: "discord",
+            platform: Platform::Discord,
             id: dedup,
         };
         match inbound {
             In::Command { user, text, .. } => {
-                let Some(uid) = self.person("discord", &user) else {
+                let Some(uid) = self.person(Platform::Discord, &user) else {
                     let store = self.store.clone();
                     let mut ws = store.begin();
                     pre.apply(&mut ws, now)?;
-                    let ch = Self::unknown_person("discord", &user);
+                    let ch = Self::unknown_person(Platform::Discord, &user);
                     let r = ch.reply.clone();
                     self.commit_changes(ws, ch, Some(&Origin::Discord), now)?;
                     return Ok(r.map(|r| CommandAnswer {
@@ -509,7 +509,7 @@ impl App {
                 let reply = self.handle_command(Some(pre), &uid, &text, &Origin::Discord, now)?;
                 Ok(Some(match reply {
                     Some(r) => CommandAnswer {
-                        text: mentions_for(&self.cfg, "discord", &r.text),
+                        text: mentions_for(&self.cfg, Platform::Discord, &r.text),
                         ephemeral: r.private,
                     },
                     None => CommandAnswer {
@@ -526,8 +526,10 @@ impl App {
                 added,
                 ..
             } => {
-                let key = self.store.key_of("discord", &channel, &message_id)?;
-                let ch = match (key, self.person("discord", &user)) {
+                let key = self
+                    .store
+                    .key_of(Platform::Discord, &channel, &message_id)?;
+                let ch = match (key, self.person(Platform::Discord, &user)) {
                     (Some(key), Some(uid)) => self.engine.reaction(&uid, &key, &emoji, added, now),
                     _ => Changes::default(),
                 };
@@ -541,18 +543,18 @@ impl App {
     }
 
     /// The person behind a platform user id, per `[users]`.
-    fn person(&self, platform: &str, id: &str) -> Option<UserId> {
+    fn person(&self, platform: Platform, id: &str) -> Option<UserId> {
         self.cfg.users.iter().find_map(|(k, u)| {
             let pid = match platform {
-                "slack" => u.slack.as_deref(),
-                "discord" => u.discord.as_deref(),
+                Platform::Slack => u.slack.as_deref(),
+                Platform::Discord => u.discord.as_deref(),
                 _ => None,
             };
             (pid == Some(id)).then(|| k.clone())
         })
     }
 
-    fn unknown_person(platform: &str, user: &str) -> Changes {
+    fn unknown_person(platform: Platform, user: &str) -> Changes {
         Changes {
             reply: Some(crate::core::run::Reply {
                 text: format!(
@@ -576,12 +578,12 @@ impl App {
                 dedup.clone()
             }
         };
-        if self.store.seen("slack", &dedup)? {
+        if self.store.seen(Platform::Slack, &dedup)? {
             tracing::info!(%dedup, "slack redelivery ignored");
             return Ok(());
         }
         let pre = PreWrite::Idempotency {
-            platform: "slack",
+            platform: Platform::Slack,
             id: dedup,
         };
         let (ch, origin) = match inbound {
@@ -599,7 +601,7 @@ impl App {
                     user: user.clone(),
                     thread_key: None,
                 };
-                match self.person("slack", &user) {
+                match self.person(Platform::Slack, &user) {
                     Some(uid) => {
                         self.handle_command(
                             Some(pre),
@@ -610,7 +612,7 @@ impl App {
                         )?;
                         return Ok(());
                     }
-                    None => (Self::unknown_person("slack", &user), Some(origin)),
+                    None => (Self::unknown_person(Platform::Slack, &user), Some(origin)),
                 }
             }
             In::Reaction {
@@ -621,8 +623,8 @@ impl App {
                 added,
                 ..
             } => {
-                let key = self.store.key_of("slack", &channel, &ts)?;
-                let ch = match (key, self.person("slack", &user)) {
+                let key = self.store.key_of(Platform::Slack, &channel, &ts)?;
+                let ch = match (key, self.person(Platform::Slack, &user)) {
                     (Some(key), Some(uid)) => {
                         self.engine.reaction(&uid, &key, &reaction, added, now)
                     }
@@ -638,7 +640,7 @@ impl App {
                 response_url,
                 ..
             } => {
-                let key = self.store.key_of("slack", &channel, &message_ts)?;
+                let key = self.store.key_of(Platform::Slack, &channel, &message_ts)?;
                 let thread_key = key
                     .as_deref()
                     .and_then(crate::core::message::parse_key)
@@ -655,12 +657,12 @@ impl App {
                     user: user.clone(),
                     thread_key,
                 };
-                let ch = match (key, self.person("slack", &user)) {
+                let ch = match (key, self.person(Platform::Slack, &user)) {
                     (Some(key), Some(uid)) => {
                         self.engine
                             .click(&uid, &key, action_id == "greenlight_approve", now)
                     }
-                    (_, None) => Self::unknown_person("slack", &user),
+                    (_, None) => Self::unknown_person(Platform::Slack, &user),
                     _ => Changes::default(),
                 };
                 (ch, Some(origin))
@@ -789,24 +791,24 @@ impl App {
                     | crate::core::message::KeyRef::Item(id, _)
                     | crate::core::message::KeyRef::Other(id) => id,
                 });
-            let origin_of = |id: RunId| -> String {
+            let origin_of = |id: RunId| -> Platform {
                 ch.runs
                     .iter()
                     .find(|r| r.id == id)
-                    .map(|r| r.origin.clone())
-                    .or_else(|| self.engine.runs.get(&id).map(|r| r.origin.clone()))
-                    .unwrap_or_else(|| "local".into())
+                    .map(|r| r.origin)
+                    .or_else(|| self.engine.runs.get(&id).map(|r| r.origin))
+                    .unwrap_or_default()
             };
-            let wants = |platform: &str| thread_of.is_none_or(|id| origin_of(id) == platform);
-            if self.platforms.local && wants("local") {
+            let wants = |platform: Platform| thread_of.is_none_or(|id| origin_of(id) == platform);
+            if self.platforms.local && wants(Platform::Local) {
                 localchat::render_post(&mut ws, &self.cfg, p, now)?;
             }
-            if self.platforms.discord.is_some() && wants("discord") {
+            if self.platforms.discord.is_some() && wants(Platform::Discord) {
                 if let Some(channel) = discord_channel(&self.cfg, p) {
                     ws.push_outbox(&OutboxEntry {
-                        platform: "discord".into(),
+                        platform: Platform::Discord,
                         channel,
-                        text: mentions_for(&self.cfg, "discord", &p.text),
+                        text: mentions_for(&self.cfg, Platform::Discord, &p.text),
                         key: p.key.clone(),
                         thread_key: p.thread.clone(),
                         edit: p.edit,
@@ -824,16 +826,16 @@ impl App {
                 },
                 None => None,
             };
-            if self.platforms.slack.is_some() && wants("slack") {
+            if self.platforms.slack.is_some() && wants(Platform::Slack) {
                 if let Some(channel) = slack_channel(&self.cfg, p) {
                     let buttons = matches!(
                         p.key.as_deref().and_then(crate::core::message::parse_key),
                         Some(crate::core::message::KeyRef::Item(..))
                     );
                     ws.push_outbox(&OutboxEntry {
-                        platform: "slack".into(),
+                        platform: Platform::Slack,
                         channel,
-                        text: mentions_for(&self.cfg, "slack", &p.text),
+                        text: mentions_for(&self.cfg, Platform::Slack, &p.text),
                         key: p.key.clone(),
                         thread_key: p.thread.clone(),
                         edit: p.edit,
@@ -876,9 +878,9 @@ impl App {
                 // No response URL: a post in the thread, or chat.postEphemeral when private.
                 let url = Some(response_url.clone()).filter(|u| !u.is_empty());
                 ws.push_outbox(&OutboxEntry {
-                    platform: "slack".into(),
+                    platform: Platform::Slack,
                     channel: channel.clone(),
-                    text: mentions_for(&self.cfg, "slack", &reply.text),
+                    text: mentions_for(&self.cfg, Platform::Slack, &reply.text),
                     key: None,
                     thread_key: thread_key.clone().filter(|_| url.is_none()),
                     edit: false,
@@ -1359,7 +1361,7 @@ fn answer_api<T>(reply: oneshot::Sender<Result<T, ApiError>>, r: Result<T>) -> R
 /// Writes that must land in the same batch as a step's changes (a platform event's id, so that
 /// a redelivery is recognised exactly when the step it caused was written).
 enum PreWrite {
-    Idempotency { platform: &'static str, id: String },
+    Idempotency { platform: Platform, id: String },
 }
 
 impl PreWrite {
@@ -1452,14 +1454,14 @@ impl crate::chat::discord::DiscordSink for DiscordBridge {
 
 /// Renders `<@person>` mentions with the platform's user ids (`<@U123>`), or `@person` when
 /// the person has no id there.
-fn mentions_for(cfg: &Config, platform: &str, text: &str) -> String {
+fn mentions_for(cfg: &Config, platform: Platform, text: &str) -> String {
     crate::core::message::render_mentions(text, |name| {
         let id = cfg
             .users
             .get(&UserId::new(name))
             .and_then(|u| match platform {
-                "slack" => u.slack.clone(),
-                "discord" => u.discord.clone(),
+                Platform::Slack => u.slack.clone(),
+                Platform::Discord => u.discord.clone(),
                 _ => None,
             });
         match id {

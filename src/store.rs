@@ -3,6 +3,7 @@
 //! flushed before the bot acts on it.
 
 use crate::core::run::{EnvState, Event, Run};
+use crate::core::Platform;
 use crate::core::{EnvName, RunId};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -38,7 +39,7 @@ pub struct Reaction {
 /// platform later (at least once, in order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
-    pub platform: String,
+    pub platform: Platform,
     /// The platform's channel id.
     pub channel: String,
     pub text: String,
@@ -164,7 +165,7 @@ impl WriteSet<'_> {
         Ok(())
     }
     /// Records a platform event id; false if it was seen before (a redelivery).
-    pub fn first_time(&mut self, platform: &str, id: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub fn first_time(&mut self, platform: Platform, id: &str, now: DateTime<Utc>) -> Result<bool> {
         let k = format!("idem/{platform}/{id}");
         if self.store.t.contains_key(k.as_bytes())? || self.idem.contains(&k) {
             return Ok(false);
@@ -372,7 +373,7 @@ impl Store {
     }
 
     /// The oldest undelivered message of a platform, with its store key.
-    pub fn outbox_first(&self, platform: &str) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
+    pub fn outbox_first(&self, platform: Platform) -> Result<Option<(Vec<u8>, OutboxEntry)>> {
         match self
             .t
             .scan_prefix(format!("outbox/{platform}/").as_bytes())
@@ -386,7 +387,7 @@ impl Store {
         }
     }
 
-    pub fn outbox_len(&self, platform: &str) -> usize {
+    pub fn outbox_len(&self, platform: Platform) -> usize {
         self.t
             .scan_prefix(format!("outbox/{platform}/").as_bytes())
             .count()
@@ -396,7 +397,7 @@ impl Store {
     pub fn delivered(
         &self,
         outbox_key: &[u8],
-        platform: &str,
+        platform: Platform,
         key: Option<&str>,
         channel: &str,
         id: Option<&str>,
@@ -419,7 +420,7 @@ impl Store {
     }
 
     /// Where a keyed message went on a platform: (channel, message id).
-    pub fn platform_ref(&self, platform: &str, key: &str) -> Result<Option<(String, String)>> {
+    pub fn platform_ref(&self, platform: Platform, key: &str) -> Result<Option<(String, String)>> {
         Ok(self
             .t
             .get(format!("pref/{platform}/{key}").as_bytes())?
@@ -431,14 +432,14 @@ impl Store {
     }
 
     /// The thread channel created under a keyed message (Discord).
-    pub fn thread_of(&self, platform: &str, key: &str) -> Result<Option<String>> {
+    pub fn thread_of(&self, platform: Platform, key: &str) -> Result<Option<String>> {
         Ok(self
             .t
             .get(format!("pthread/{platform}/{key}").as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).to_string()))
     }
 
-    pub fn set_thread(&self, platform: &str, key: &str, thread: &str) -> Result<()> {
+    pub fn set_thread(&self, platform: Platform, key: &str, thread: &str) -> Result<()> {
         self.t.insert(
             format!("pthread/{platform}/{key}").as_bytes(),
             thread.as_bytes(),
@@ -448,7 +449,7 @@ impl Store {
     }
 
     /// The core's key of a platform message, for reactions.
-    pub fn key_of(&self, platform: &str, channel: &str, id: &str) -> Result<Option<String>> {
+    pub fn key_of(&self, platform: Platform, channel: &str, id: &str) -> Result<Option<String>> {
         Ok(self
             .t
             .get(format!("prev/{platform}/{channel}/{id}").as_bytes())?
@@ -468,7 +469,7 @@ impl Store {
     }
 
     /// Was this platform event id handled already?
-    pub fn seen(&self, platform: &str, id: &str) -> Result<bool> {
+    pub fn seen(&self, platform: Platform, id: &str) -> Result<bool> {
         Ok(self
             .t
             .contains_key(format!("idem/{platform}/{id}").as_bytes())?)

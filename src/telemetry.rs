@@ -2,6 +2,7 @@
 //! latency, rollbacks, outbox depth and platform connection state; and, beside the gauges, why a
 //! platform is down (since when, the last error), which `/readyz` reports.
 
+use crate::core::Platform;
 use chrono::{DateTime, SecondsFormat, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,7 +42,7 @@ pub struct Telemetry {
     /// Set it through [`Telemetry::set_connected`] to give `/readyz` the reason, or directly.
     pub connected: Family<PlatformLabels, Gauge>,
     pub active_runs: Gauge,
-    outages: Arc<Mutex<BTreeMap<(String, Outage), Down>>>,
+    outages: Arc<Mutex<BTreeMap<(Platform, Outage), Down>>>,
 }
 
 /// What is wrong with a platform.
@@ -122,16 +123,16 @@ impl Telemetry {
         }
     }
 
-    fn labels(platform: &str) -> PlatformLabels {
+    fn labels(platform: Platform) -> PlatformLabels {
         PlatformLabels {
             platform: platform.to_string(),
         }
     }
 
     /// Records a problem; its `since` stays that of the first report until it is cleared.
-    fn down(&self, platform: &str, what: Outage, reason: &str) {
+    fn down(&self, platform: Platform, what: Outage, reason: &str) {
         let mut o = self.outages.lock().unwrap_or_else(|e| e.into_inner());
-        o.entry((platform.to_string(), what))
+        o.entry((platform, what))
             .and_modify(|d| d.reason = reason.to_string())
             .or_insert_with(|| Down {
                 since: Utc::now(),
@@ -139,13 +140,13 @@ impl Telemetry {
             });
     }
 
-    fn up(&self, platform: &str, what: Outage) {
+    fn up(&self, platform: Platform, what: Outage) {
         let mut o = self.outages.lock().unwrap_or_else(|e| e.into_inner());
-        o.remove(&(platform.to_string(), what));
+        o.remove(&(platform, what));
     }
 
     /// A platform's connection came up (`Ok`) or went down (`Err` with the reason).
-    pub fn set_connected(&self, platform: &str, state: Result<(), &str>) {
+    pub fn set_connected(&self, platform: Platform, state: Result<(), &str>) {
         let gauge = self.connected.get_or_create(&Self::labels(platform));
         match state {
             Ok(()) => {
@@ -160,13 +161,13 @@ impl Telemetry {
     }
 
     /// The connection gauge's value (0 when never set).
-    pub fn connected_gauge(&self, platform: &str) -> i64 {
+    pub fn connected_gauge(&self, platform: Platform) -> i64 {
         self.connected.get_or_create(&Self::labels(platform)).get()
     }
 
     /// A delivery attempt found the platform's API unreachable or failing (transport error,
     /// timeout, 5xx): messages wait until a delivery succeeds.
-    pub fn delivery_failed(&self, platform: &str, reason: &str) {
+    pub fn delivery_failed(&self, platform: Platform, reason: &str) {
         self.down(platform, Outage::Stalled, reason);
         self.outbox_stalled
             .get_or_create(&Self::labels(platform))
@@ -175,7 +176,7 @@ impl Telemetry {
 
     /// The platform's API answered (a delivery succeeded or was refused for good), or nothing
     /// waits: its outbox is draining.
-    pub fn delivery_ok(&self, platform: &str) {
+    pub fn delivery_ok(&self, platform: Platform) {
         self.up(platform, Outage::Stalled);
         self.outbox_stalled
             .get_or_create(&Self::labels(platform))
@@ -183,7 +184,7 @@ impl Telemetry {
     }
 
     /// Messages waiting for `platform`.
-    pub fn set_outbox_depth(&self, platform: &str, n: usize) {
+    pub fn set_outbox_depth(&self, platform: Platform, n: usize) {
         self.outbox_depth
             .get_or_create(&Self::labels(platform))
             .set(n as i64);
@@ -192,7 +193,7 @@ impl Telemetry {
     /// Why the bot is not ready, one phrase per problem: every platform whose connection gauge
     /// is 0 (with the recorded reason when there is one) and every stalled deliverer with the
     /// number of messages `waiting(platform)` reports (a stall with nothing waiting is none).
-    pub fn problems(&self, waiting: impl Fn(&str) -> usize) -> Vec<String> {
+    pub fn problems(&self, waiting: impl Fn(Platform) -> usize) -> Vec<String> {
         let outages = self
             .outages
             .lock()
@@ -200,29 +201,24 @@ impl Telemetry {
             .clone();
         let at = |d: &Down| d.since.to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut out = Vec::new();
-        let text = self.encode();
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("greenlight_platform_connected{") && l.ends_with(" 0"))
-        {
-            let platform = line
-                .split("platform=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or("?")
-                .to_string();
-            out.push(
-                match outages.get(&(platform.clone(), Outage::Disconnected)) {
-                    Some(d) => format!("{platform}: not connected since {}: {}", at(d), d.reason),
-                    None => format!("{platform}: not connected"),
-                },
-            );
+        for platform in Platform::ALL {
+            let down = self
+                .connected
+                .get(&Self::labels(platform))
+                .is_some_and(|g| g.get() == 0);
+            if !down {
+                continue;
+            }
+            out.push(match outages.get(&(platform, Outage::Disconnected)) {
+                Some(d) => format!("{platform}: not connected since {}: {}", at(d), d.reason),
+                None => format!("{platform}: not connected"),
+            });
         }
         for ((platform, what), d) in &outages {
             if *what != Outage::Stalled {
                 continue;
             }
-            let n = waiting(platform);
+            let n = waiting(*platform);
             if n == 0 {
                 continue;
             }

@@ -6,6 +6,7 @@
 
 use crate::chat::discord::{DiscordClient, DiscordError};
 use crate::chat::slack::{SlackClient, SlackError};
+use crate::core::Platform;
 use crate::store::{OutboxEntry, Store};
 use crate::telemetry::Telemetry;
 use std::future::Future;
@@ -48,7 +49,7 @@ pub type Landed = Option<(String, String)>;
 
 /// The retry loop shared by every platform; runs until the process ends.
 pub async fn run<F, Fut>(
-    platform: &'static str,
+    platform: Platform,
     store: Store,
     notify: Arc<Notify>,
     telemetry: Telemetry,
@@ -68,7 +69,7 @@ pub async fn run<F, Fut>(
         let next = match store.outbox_first(platform) {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!(platform, error = %e, "cannot read the outbox");
+                tracing::error!(%platform, error = %e, "cannot read the outbox");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -95,24 +96,24 @@ pub async fn run<F, Fut>(
                     None => (entry.channel.as_str(), None),
                 };
                 if let Err(e) = store.delivered(&k, platform, key.as_deref(), channel, id) {
-                    tracing::error!(platform, error = %e, "cannot record a delivery");
+                    tracing::error!(%platform, error = %e, "cannot record a delivery");
                 }
             }
             Err(Failure::RateLimited(retry_after)) => {
                 tracing::warn!(
-                    platform,
+                    %platform,
                     retry_after_ms = retry_after.as_millis() as u64,
                     "rate limited: waiting"
                 );
                 tokio::time::sleep(retry_after).await;
             }
             Err(Failure::Transient(e)) => {
-                tracing::warn!(platform, error = %e, backoff_ms = backoff.as_millis() as u64, "delivery failed; retrying");
+                tracing::warn!(%platform, error = %e, backoff_ms = backoff.as_millis() as u64, "delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(Failure::Permanent(e)) => {
-                tracing::error!(platform, error = %e, channel = %entry.channel, "the platform refused a message; dropped");
+                tracing::error!(%platform, error = %e, channel = %entry.channel, "the platform refused a message; dropped");
                 let _ = store.delivered(&k, platform, None, &entry.channel, None);
             }
         }
@@ -127,7 +128,7 @@ pub async fn slack(
     telemetry: Telemetry,
 ) {
     let s = store.clone();
-    run("slack", store, notify, telemetry, move |e| {
+    run(Platform::Slack, store, notify, telemetry, move |e| {
         let (store, client) = (s.clone(), client.clone());
         async move {
             deliver_slack(&store, &client, &e)
@@ -152,7 +153,7 @@ async fn deliver_slack(
             .await?;
         return Ok(None);
     }
-    let known = |key: &str| store.platform_ref("slack", key).ok().flatten();
+    let known = |key: &str| store.platform_ref(Platform::Slack, key).ok().flatten();
     if let Some(user) = e.ephemeral_to.as_deref().filter(|u| !u.is_empty()) {
         let thread_ts = e.thread_key.as_deref().and_then(known).map(|(_, ts)| ts);
         client
@@ -184,7 +185,7 @@ pub async fn discord(
     telemetry: Telemetry,
 ) {
     let s = store.clone();
-    run("discord", store, notify, telemetry, move |e| {
+    run(Platform::Discord, store, notify, telemetry, move |e| {
         let (store, client) = (s.clone(), client.clone());
         async move {
             deliver_discord(&store, &client, &e)
@@ -200,7 +201,7 @@ async fn deliver_discord(
     client: &DiscordClient,
     e: &OutboxEntry,
 ) -> Result<Landed, DiscordError> {
-    let known = |key: &str| store.platform_ref("discord", key).ok().flatten();
+    let known = |key: &str| store.platform_ref(Platform::Discord, key).ok().flatten();
     if e.edit {
         if let Some((channel, id)) = e.key.as_deref().and_then(known) {
             client.edit_message(&channel, &id, &e.text).await?;
@@ -209,7 +210,7 @@ async fn deliver_discord(
     }
     let channel = match e.thread_key.as_deref() {
         Some(parent_key) => match store
-            .thread_of("discord", parent_key)
+            .thread_of(Platform::Discord, parent_key)
             .map_err(|x| DiscordError::Transient(x.to_string()))?
         {
             Some(thread) => thread,
@@ -224,7 +225,7 @@ async fn deliver_discord(
                         .create_thread(&parent_channel, &parent_id, &format!("{name} checklist"))
                         .await?;
                     store
-                        .set_thread("discord", parent_key, &thread)
+                        .set_thread(Platform::Discord, parent_key, &thread)
                         .map_err(|x| DiscordError::Transient(x.to_string()))?;
                     thread
                 }
@@ -246,7 +247,7 @@ mod tests {
 
     fn entry(text: &str) -> OutboxEntry {
         OutboxEntry {
-            platform: "slack".into(),
+            platform: Platform::Slack,
             channel: "C1".into(),
             text: text.into(),
             key: None,
@@ -291,7 +292,7 @@ mod tests {
             seen.clone(),
         );
         let task = tokio::spawn(run(
-            "slack",
+            Platform::Slack,
             store.clone(),
             Arc::new(Notify::new()),
             telemetry.clone(),
@@ -304,7 +305,7 @@ mod tests {
             },
         ));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while store.outbox_len("slack") > 0 {
+        while store.outbox_len(Platform::Slack) > 0 {
             assert!(std::time::Instant::now() < deadline, "{:?}", seen);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn a_stall_with_nothing_waiting_is_not_a_problem() {
         let telemetry = Telemetry::new();
-        telemetry.delivery_failed("discord", "create message: HTTP 502 Bad Gateway");
+        telemetry.delivery_failed(Platform::Discord, "create message: HTTP 502 Bad Gateway");
         assert!(telemetry.problems(|_| 0).is_empty());
         assert_eq!(
             telemetry.problems(|_| 1).len(),

@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::core::Platform;
 use crate::telemetry::Telemetry;
 
 use hyper_rustls::HttpsConnector;
@@ -114,7 +115,7 @@ const MAX_SECTIONS: usize = 49;
 /// Used when a 429 carries no `Retry-After` (Slack always sends one).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The platform label of Slack's metrics.
-const PLATFORM: &str = "slack";
+const PLATFORM: Platform = Platform::Slack;
 
 // ---------------------------------------------------------------------------------------------
 // Pure conversion
@@ -1719,7 +1720,7 @@ mod tests {
 
         let mut socket = within(sock_rx.recv()).await.unwrap();
         // Socket open, no hello yet: not connected.
-        assert_eq!(telemetry.connected_gauge("slack"), 0);
+        assert_eq!(telemetry.connected_gauge(Platform::Slack), 0);
         send(
             &mut socket,
             json!({"type": "hello", "num_connections": 1,
@@ -1747,7 +1748,7 @@ mod tests {
             json!({"envelope_id": "env-1"})
         );
         // The hello (handled before the envelope) marked the connection up.
-        assert_eq!(telemetry.connected_gauge("slack"), 1);
+        assert_eq!(telemetry.connected_gauge(Platform::Slack), 1);
         assert!(telemetry.problems(|_| 0).is_empty());
         assert_eq!(
             within(in_rx.recv()).await.unwrap(),
@@ -1801,7 +1802,7 @@ mod tests {
         .await;
         let mut second = within(sock_rx.recv()).await.unwrap();
         // Reconnecting through apps.connections.open: down until the new socket's hello.
-        assert_eq!(telemetry.connected_gauge("slack"), 0);
+        assert_eq!(telemetry.connected_gauge(Platform::Slack), 0);
         let why = telemetry.problems(|_| 0).join("; ");
         assert!(
             why.starts_with("slack: not connected since ") && why.contains("reconnecting"),
@@ -1823,7 +1824,7 @@ mod tests {
             json!({"envelope_id": "env-4"})
         );
         // No hello on this socket, but an envelope came through it: connected.
-        assert_eq!(telemetry.connected_gauge("slack"), 1);
+        assert_eq!(telemetry.connected_gauge(Platform::Slack), 1);
         assert!(matches!(
             within(in_rx.recv()).await.unwrap(),
             SlackInbound::Reaction { added: true, .. }

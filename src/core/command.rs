@@ -1,6 +1,6 @@
 //! Chat text -> `Command`, with one-line usage errors. Knows the grammar, not the config.
 
-use super::{EnvName, RunId};
+use super::{EnvName, Platform, RunId};
 use std::fmt;
 
 pub const USAGE_DEPLOY: &str =
@@ -107,7 +107,31 @@ impl Command {
             Command::Rollback { .. } => USAGE_ROLLBACK,
         }
     }
+
+    /// The usage line in the grammar of the platform the command came from: Discord's slash
+    /// commands take named options, the others the chat text.
+    pub fn usage_on(&self, platform: Platform) -> &'static str {
+        if platform != Platform::Discord {
+            return self.usage();
+        }
+        match self {
+            Command::Deploy(_) => DISCORD_USAGE_DEPLOY,
+            Command::Status { .. } => "/deploy status [env:<env>]",
+            Command::History { .. } => "/deploy history env:<env> [limit:<n>]",
+            Command::Lock { .. } => "/deploy lock env:<env> reason:<text>",
+            Command::Unlock { .. } => "/deploy unlock env:<env>",
+            Command::Cancel { .. } => "/deploy cancel run:<run-id>",
+            Command::WhyNot { .. } => {
+                "/deploy why-not version:<version> env:<env> [service:<name>]"
+            }
+            Command::Help => "/deploy help",
+            Command::Rollback { .. } => "/rollback env:<env> [reason:<text>]",
+        }
+    }
 }
+
+/// Discord's form of `/deploy release` (its typed options).
+pub const DISCORD_USAGE_DEPLOY: &str = "/deploy release version:<version> env:<env> [service:<name>] [force:<reason>] [dry_run:<true|false>]";
 
 /// What is wrong with a command, plus the usage of the subcommand it was meant as.
 #[derive(Debug, Clone, PartialEq, Eq)]

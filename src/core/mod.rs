@@ -7,6 +7,7 @@ pub mod freeze;
 pub mod message;
 pub mod policy;
 pub mod run;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -81,6 +82,36 @@ impl Colour {
 }
 
 impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A chat platform: where a command came from, where a run's thread lives, where a message goes.
+/// Stored as its lowercase name (`"local"`, `"slack"`, `"discord"`), as the strings were before.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    #[default]
+    Local,
+    Slack,
+    Discord,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 3] = [Platform::Local, Platform::Slack, Platform::Discord];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Local => "local",
+            Platform::Slack => "slack",
+            Platform::Discord => "discord",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -7,7 +7,7 @@ use super::checklist::{self, Checklist, Emoji, Target};
 use super::command::{self, Command, DeployArgs};
 use super::message::{self, Post, Room};
 use super::policy::{self, Action as Perm, Blocker, Request};
-use super::{Colour, EnvName, RunId, UserId};
+use super::{Colour, EnvName, Platform, RunId, UserId};
 use crate::config::{Config, EnvConfig};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -201,18 +201,14 @@ pub struct Run {
     #[serde(default)]
     pub forced: Vec<String>,
     /// The platform the command came from: the run's thread lives there.
-    #[serde(default = "local_origin")]
-    pub origin: String,
+    #[serde(default)]
+    pub origin: Platform,
     /// The 🚀 lifecycle message was posted (once per run, also across restarts).
     #[serde(default)]
     pub announced: bool,
     /// Why-not answers already given to a reactor ("user: reason"): each is said once per run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub told: Vec<String>,
-}
-
-fn local_origin() -> String {
-    "local".to_string()
 }
 
 impl Run {
@@ -430,7 +426,7 @@ fn to_std(d: std::time::Duration) -> chrono::Duration {
 /// Builder of `Changes` that remembers which runs and environments were touched.
 struct Tx {
     ch: Changes,
-    origin: String,
+    origin: Platform,
     /// Refusals of a reaction go to the reacting user only (a button click) instead of the thread.
     private_refusals: bool,
     runs: Vec<RunId>,
@@ -442,7 +438,7 @@ impl Tx {
     fn new(now: DateTime<Utc>) -> Tx {
         Tx {
             ch: Changes::default(),
-            origin: local_origin(),
+            origin: Platform::Local,
             private_refusals: false,
             runs: Vec::new(),
             envs: Vec::new(),
@@ -569,7 +565,7 @@ impl Engine {
 
     /// Handles a parsed command from `user`. History is answered by the shell (it reads the store).
     pub fn command(&mut self, user: &UserId, cmd: Command, now: DateTime<Utc>) -> Changes {
-        self.command_from(user, cmd, "local", now)
+        self.command_from(user, cmd, Platform::Local, now)
     }
 
     /// Like `command`, for a command that came from `origin` (a platform name).
@@ -577,12 +573,12 @@ impl Engine {
         &mut self,
         user: &UserId,
         cmd: Command,
-        origin: &str,
+        origin: Platform,
         now: DateTime<Utc>,
     ) -> Changes {
         let mut tx = Tx::new(now);
-        tx.origin = origin.to_string();
-        let usage = cmd.usage();
+        tx.origin = origin;
+        let usage = cmd.usage_on(origin);
         if let Some(env) = cmd.env() {
             if !self.cfg.environments.contains_key(env) {
                 tx.ch.reply = Some(Reply::private(format!(
@@ -812,7 +808,7 @@ impl Engine {
             monitor: MonitorProgress::default(),
             status: Vec::new(),
             outcome: None,
-            origin: tx.origin.clone(),
+            origin: tx.origin,
             announced: false,
             told: Vec::new(),
         };
@@ -1117,7 +1113,7 @@ impl Engine {
             monitor: MonitorProgress::default(),
             status: Vec::new(),
             outcome: None,
-            origin: tx.origin.clone(),
+            origin: tx.origin,
             forced: Vec::new(),
             announced: true,
             told: Vec::new(),

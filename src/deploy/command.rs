@@ -3,6 +3,7 @@
 //! No shell is ever involved: `argv[0]` is the program and every other element is passed to it as exactly one
 //! argument, whatever characters a substituted value contains.
 
+pub use crate::core::text::{mask, render_template};
 use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -42,57 +43,6 @@ pub struct RunSpec<'a> {
     pub max_output: usize,
 }
 
-/// Substitute `{name}` placeholders in one string from vars. `{{` / `}}` are literal braces.
-///
-/// Errors (one line, never containing a value): unknown placeholder, unclosed `{`, stray `}`, empty `{}`.
-pub fn render_template(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut chars = template.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' if chars.peek().map(|&(_, c)| c) == Some('{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek().map(|&(_, c)| c) == Some('}') => {
-                chars.next();
-                out.push('}');
-            }
-            '{' => {
-                let rest = &template[i + 1..];
-                let Some(end) = rest.find(['{', '}']) else {
-                    return Err(format!("unclosed '{{' in {template:?}"));
-                };
-                if rest.as_bytes()[end] == b'{' {
-                    return Err(format!("unclosed '{{' in {template:?}"));
-                }
-                let name = &rest[..end];
-                if name.is_empty() {
-                    return Err(format!("empty placeholder {{}} in {template:?} (write {{{{}}}} for literal braces)"));
-                }
-                match vars.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => return Err(format!("unknown placeholder {{{name}}}")),
-                }
-                // Skip the name and the closing brace.
-                while let Some(&(j, _)) = chars.peek() {
-                    chars.next();
-                    if j == i + 1 + end {
-                        break;
-                    }
-                }
-            }
-            '}' => {
-                return Err(format!(
-                    "unmatched '}}' in {template:?} (write }}}} for a literal brace)"
-                ))
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
 /// Substitute `{name}` placeholders in each argv element from vars. Unknown placeholder -> error naming it.
 /// `{{` / `}}` are literal braces. No shell is ever involved: argv[0] is the program.
 pub fn render_argv(
@@ -103,41 +53,6 @@ pub fn render_argv(
         .iter()
         .map(|arg| render_template(arg, vars))
         .collect()
-}
-
-/// Mask every non-empty secret occurrence in text with "***" (longest secrets first).
-///
-/// Single left-to-right pass, so a `***` produced by one secret is never re-examined by another.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut sorted: Vec<&str> = secrets
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if sorted.is_empty() {
-        return text.to_string();
-    }
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-    sorted.dedup();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    'outer: while i < text.len() {
-        let rest = &text[i..];
-        for s in &sorted {
-            if rest.starts_with(s) {
-                out.push_str("***");
-                i += s.len();
-                continue 'outer;
-            }
-        }
-        let c = rest
-            .chars()
-            .next()
-            .expect("i is on a char boundary below len");
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
 }
 
 /// Expand `${NAME}` references from lookup; `$${` is a literal `${`; an unset name is an error
@@ -484,13 +399,6 @@ mod tests {
         assert!(render_template("{a{b}", &vars(&[("b", "x")])).is_err());
     }
 
-    #[test]
-    fn render_does_not_reexpand_values() {
-        let v = vars(&[("a", "{b}"), ("b", "oops")]);
-        assert_eq!(render_template("{a}", &v).unwrap(), "{b}");
-        assert_eq!(render_template("é{a}ü", &v).unwrap(), "é{b}ü");
-    }
-
     #[tokio::test]
     async fn hostile_value_is_one_argument() {
         let v = vars(&[("version", "1.0;rm -rf / && echo pwned $(id)")]);
@@ -598,17 +506,6 @@ mod tests {
             .unwrap();
         assert_eq!(n + out.len() - marker_end - 1, text.len());
         assert_eq!(truncate_tail("short", 0, 40), "short");
-    }
-
-    #[test]
-    fn mask_longest_first() {
-        let secrets = s(&["abc", "abcdef", "", "xyz"]);
-        assert_eq!(mask("k=abcdef;j=abc;xyz!", &secrets), "k=***;j=***;***!");
-        assert_eq!(mask("nothing here", &secrets), "nothing here");
-        assert_eq!(mask("naïve secret: ü", &s(&["ü"])), "naïve secret: ***");
-        // "*" as a secret does not re-mask the stars it produced.
-        assert_eq!(mask("a*b", &s(&["*", "a"])), "******b");
-        assert_eq!(mask("same", &[]), "same");
     }
 
     #[tokio::test]
