@@ -50,18 +50,9 @@ pub fn render_text(text: &str) -> String {
     crate::core::message::render_mentions(text, |name| format!("@{name}"))
 }
 
-/// Normalises an emoji short name: skin-tone variants count as the base; `thumbsup` is `+1`.
-pub fn base_emoji(e: &str) -> String {
-    let base = e.split("::").next().unwrap_or(e);
-    match base {
-        "thumbsup" => "+1".to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Adds or removes `user`'s reaction; true when something changed.
 pub fn toggle_reaction(msg: &mut LocalMessage, user: &str, emoji: &str, add: bool) -> bool {
-    let emoji = base_emoji(emoji);
+    let emoji = crate::core::checklist::base_name(emoji);
     let pos = msg.reactions.iter().position(|r| r.emoji == emoji);
     if add {
         match pos {
