@@ -1,0 +1,425 @@
+//! The one event loop: inputs from chat, drivers and timers go to the core; the changes it
+//! returns are written to sled (and flushed) before any action is carried out. IO runs in
+//! spawned tasks that only report results back; no business logic lives in them.
+//!
+//! Rooms: `mod.rs` the loop, commit-then-act and timers; `command.rs` a command from any
+//! platform; `inbound.rs` chat events; `route.rs` a step's messages per platform; `act.rs`
+//! running an action.
+
+mod act;
+mod command;
+mod inbound;
+mod route;
+
+pub use inbound::DiscordBridge;
+
+use crate::config::Config;
+use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
+use crate::core::{EnvName, RunId};
+use crate::deploy::Driver;
+use crate::store::Store;
+use crate::telemetry::{EnvLabels, OutcomeLabels, Telemetry};
+use act::Actor;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use inbound::Origin;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Fault injection for the crash tests: `GREENLIGHT_FAULT=before:switch` (or `after:<action>`,
+/// `persisted:<phase>`) makes the bot SIGKILL itself at that point, exactly as a crash would.
+fn fault(point: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let f = FAULT.get_or_init(|| std::env::var("GREENLIGHT_FAULT").ok());
+    if f.as_deref() == Some(point) {
+        tracing::warn!(point, "fault injection: killing myself");
+        // SAFETY: kill(2) on our own pid.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// An error answered by the local API: status and one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the loop reacts to.
+pub enum AppEvent {
+    LocalPost {
+        user: String,
+        text: String,
+        channel: Option<String>,
+        thread_id: Option<String>,
+        reply: oneshot::Sender<Result<String, ApiError>>,
+    },
+    LocalReaction {
+        user: String,
+        message_id: String,
+        emoji: String,
+        add: bool,
+        /// Ok(true) when the reaction set changed.
+        reply: oneshot::Sender<Result<bool, ApiError>>,
+    },
+    Done {
+        run: RunId,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    /// The traffic step's answer outside any run (looking again at an unseen environment).
+    Observed {
+        env: EnvName,
+        view: crate::core::run::LiveView,
+    },
+    /// Something from Discord; a command's answer goes back through `answer`.
+    Discord {
+        inbound: crate::chat::discord::DiscordInbound,
+        answer: Option<oneshot::Sender<crate::chat::discord::CommandAnswer>>,
+    },
+    /// Something from Slack; `done` is answered once it is handled and written.
+    Slack {
+        inbound: crate::chat::slack::SlackInbound,
+        done: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// The chat platforms that are active, and how to wake the remote ones' deliverers.
+#[derive(Clone, Default)]
+pub struct Platforms {
+    pub local: bool,
+    pub slack: Option<Arc<tokio::sync::Notify>>,
+    pub discord: Option<Arc<tokio::sync::Notify>>,
+}
+
+pub struct App {
+    cfg: Arc<Config>,
+    store: Store,
+    engine: Engine,
+    /// Armed timers by monotonic deadline: a wall clock that steps back (or forward) while
+    /// the bot runs neither delays nor hurries them.
+    timers: BTreeMap<(tokio::time::Instant, u64), Timer>,
+    timer_seq: u64,
+    /// The drivers and metrics clients, and the tasks that carry out actions.
+    act: Actor,
+    messages: usize,
+    telemetry: Telemetry,
+    platforms: Platforms,
+    /// Every environment's `version_pattern`, for the command parser (fixed at start).
+    version_patterns: Vec<String>,
+}
+
+/// A handle the HTTP server uses to talk to the loop and read the store.
+#[derive(Clone)]
+pub struct Handle {
+    pub tx: mpsc::Sender<AppEvent>,
+    pub store: Store,
+    pub cfg: Arc<Config>,
+    pub telemetry: Telemetry,
+    /// Set in Slack HTTP mode: requests to /slack/* must be signed with it.
+    pub slack_signing_secret: Option<String>,
+}
+
+impl App {
+    /// Opens the store, starts the drivers and restores every environment; resumes active runs.
+    pub async fn start(
+        cfg: Arc<Config>,
+        link_base: String,
+        telemetry: Telemetry,
+        platforms: Platforms,
+    ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
+        let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
+        let mut engine = Engine::new(cfg.clone(), link_base);
+        engine.restore(store.envs()?, store.active_runs()?, store.next_run()?);
+        let (tx, rx) = mpsc::channel(1024);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut app = App {
+            cfg: cfg.clone(),
+            store: store.clone(),
+            engine,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            act: Actor::new(cfg.clone(), tx.clone(), http),
+            messages: store.message_count(),
+            telemetry: telemetry.clone(),
+            platforms,
+            version_patterns: cfg.version_patterns(),
+        };
+        let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
+        let now = Utc::now();
+        for (name, env) in &cfg.environments {
+            let driver = Driver::start(env, &cfg.bot.data_dir)
+                .await
+                .with_context(|| format!("environment {name}"))?;
+            let st = app.engine.env(name).cloned().unwrap_or_default();
+            let view = driver
+                .restore(st.live, st.blue.as_deref(), st.green.as_deref())
+                .await
+                .with_context(|| format!("restoring environment {name}"))?;
+            if let crate::core::run::LiveView::Unseen(why) = &view {
+                tracing::warn!(env = %name, reason = %why, "cannot see which colour is live; deploys are refused until it can");
+            }
+            let url = driver.entry_url();
+            app.act.drivers.insert(name.clone(), driver);
+            let active = st.active_run.filter(|id| app.engine.run(*id).is_some());
+            let mut ch = match active {
+                Some(id) => app.engine.resume(id, view, now),
+                None => app.engine.observed(name, view, now),
+            };
+            ch.extend(app.engine.set_entry_url(name, url, now));
+            app.apply(ch, None)?;
+        }
+        for (at, t) in app.engine.startup_timers() {
+            app.arm(at, t);
+        }
+        app.telemetry.active_runs.set(app.engine.runs.len() as i64);
+        let handle = Handle {
+            tx,
+            store,
+            cfg,
+            telemetry,
+            slack_signing_secret: None,
+        };
+        Ok((app, handle, rx))
+    }
+
+    /// Runs until `shutdown` resolves or every sender is gone.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AppEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.handle(ev)?,
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = Utc::now();
+                    let mono = tokio::time::Instant::now();
+                    while let Some(entry) = self.timers.first_entry() {
+                        if entry.key().0 > mono {
+                            break;
+                        }
+                        let t = entry.remove();
+                        let ch = self.engine.timer(t, now);
+                        self.apply(ch, None)?;
+                    }
+                }
+            }
+        }
+        self.store.flush()?;
+        self.act.stop_traffic();
+        Ok(())
+    }
+
+    fn arm(&mut self, at: DateTime<Utc>, t: Timer) {
+        self.timer_seq += 1;
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        self.timers
+            .insert((tokio::time::Instant::now() + wait, self.timer_seq), t);
+    }
+
+    fn handle(&mut self, ev: AppEvent) -> Result<()> {
+        let now = Utc::now();
+        match ev {
+            AppEvent::LocalPost {
+                user,
+                text,
+                channel,
+                thread_id,
+                reply,
+            } => {
+                let r = self.local_post(user, text, channel, thread_id, now);
+                answer_api(reply, r)?;
+            }
+            AppEvent::LocalReaction {
+                user,
+                message_id,
+                emoji,
+                add,
+                reply,
+            } => {
+                let r = self.local_reaction(user, message_id, emoji, add, now);
+                answer_api(reply, r)?;
+            }
+            AppEvent::Discord { inbound, answer } => {
+                let a = self.discord_inbound(inbound, now)?;
+                if let (Some(tx), Some(a)) = (answer, a) {
+                    let _ = tx.send(a);
+                }
+            }
+            AppEvent::Slack { inbound, done } => {
+                self.slack_inbound(inbound, now)?;
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            AppEvent::Done {
+                run,
+                attempt,
+                outcome,
+            } => {
+                let ch = self.engine.result(run, attempt, outcome, now);
+                self.apply(ch, None)?;
+            }
+            AppEvent::Observed { env, view } => {
+                let ch = self.engine.observed(&env, view, now);
+                self.apply(ch, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists a step's changes (flushed), then arms timers and starts actions.
+    fn apply(&mut self, ch: Changes, origin: Option<&Origin>) -> Result<()> {
+        let store = self.store.clone();
+        let ws = store.begin();
+        self.commit_changes(ws, ch, origin, Utc::now())
+    }
+
+    /// Writes a step's changes and its messages in one batch (flushed), then acts: telemetry,
+    /// timers, synthetic traffic, actions.
+    fn commit_changes(
+        &mut self,
+        mut ws: crate::store::WriteSet<'_>,
+        ch: Changes,
+        origin: Option<&Origin>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for r in &ch.runs {
+            ws.put_run(r);
+        }
+        for (k, st) in &ch.envs {
+            ws.put_env(k, st);
+        }
+        for e in &ch.events {
+            ws.put_event(e)?;
+        }
+        if let Some(n) = ch.next_run {
+            ws.put_next_run(n);
+        }
+        let engine = &self.engine;
+        let run_origin = |id: RunId| engine.runs.get(&id).map(|r| r.origin);
+        let routed = route::route(&self.cfg, &self.platforms, &ch, origin, &run_origin);
+        route::write(&mut ws, &self.cfg, routed, now)?;
+        let added = ws.new_messages;
+        let outboxed = ws.outboxed;
+        ws.commit().context("writing to the store")?;
+        if outboxed > 0 {
+            for n in [&self.platforms.slack, &self.platforms.discord]
+                .into_iter()
+                .flatten()
+            {
+                n.notify_one();
+            }
+        }
+        self.messages += added;
+        if self.messages > self.cfg.bot.local_retention + 500 {
+            self.store.trim_messages(self.cfg.bot.local_retention)?;
+            self.messages = self.store.message_count();
+        }
+        // Written: now act.
+        self.count(&ch);
+        for r in &ch.runs {
+            fault(&format!(
+                "persisted:{}",
+                serde_json::to_value(r.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ));
+        }
+        for (at, t) in ch.timers {
+            self.arm(at, t);
+        }
+        for r in &ch.runs {
+            self.act.traffic_for(r.env.clone(), r.phase);
+            if r.phase.is_terminal() {
+                self.act.forget(r.id);
+            }
+        }
+        for a in ch.actions {
+            let version = match &a {
+                Action::Verify { run, .. } | Action::Sample { run, .. } => {
+                    self.engine.run(*run).map(|r| r.version.clone())
+                }
+                _ => None,
+            };
+            self.act.spawn(a, version);
+        }
+        Ok(())
+    }
+
+    /// The bot's own metrics of finished runs.
+    fn count(&self, ch: &Changes) {
+        for r in ch.runs.iter().filter(|r| r.phase.is_terminal()) {
+            self.telemetry
+                .runs
+                .get_or_create(&OutcomeLabels {
+                    env: r.env.0.clone(),
+                    outcome: r.phase.label().replace(' ', "_"),
+                })
+                .inc();
+            if r.phase == Phase::RolledBack {
+                self.telemetry
+                    .rollbacks
+                    .get_or_create(&EnvLabels {
+                        env: r.env.0.clone(),
+                    })
+                    .inc();
+            }
+        }
+        self.telemetry
+            .active_runs
+            .set(self.engine.runs.len() as i64);
+    }
+}
+
+/// Answers a local API call: an `ApiError` goes back to the caller; any other error is the
+/// store failing, which stops the loop (after telling the caller).
+fn answer_api<T>(reply: oneshot::Sender<Result<T, ApiError>>, r: Result<T>) -> Result<()> {
+    match r {
+        Ok(v) => {
+            let _ = reply.send(Ok(v));
+            Ok(())
+        }
+        Err(e) => match e.downcast::<ApiError>() {
+            Ok(api) => {
+                let _ = reply.send(Err(api));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ApiError::new(500, "internal error")));
+                Err(e)
+            }
+        },
+    }
+}
