@@ -388,6 +388,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
                     .iter()
                     .map(|(k, e)| (k.0.clone(), e.display_name.clone()))
                     .collect(),
+                version_patterns: cfg.version_patterns(),
                 request_timeout: std::time::Duration::from_secs(10),
             };
             let client = greenlight::chat::discord::DiscordClient::new(&settings)
@@ -429,24 +430,14 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
                 );
             }
             None => {
-                let tx = handle.tx.clone();
-                let sink: Arc<dyn Fn(greenlight::chat::slack::SlackInbound) + Send + Sync> =
-                    Arc::new(move |inbound| {
-                        // Hand the work to the app and return at once: the envelope is acked after this.
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            let _ = tx
-                                .send(greenlight::app::AppEvent::Slack {
-                                    inbound,
-                                    done: None,
-                                })
-                                .await;
-                        });
-                    });
                 socket_mode = Some(
-                    greenlight::chat::slack::SocketMode::start(&settings, sink, &telemetry)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?,
+                    greenlight::chat::slack::SocketMode::start(
+                        &settings,
+                        handle.inbox(),
+                        &telemetry,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?,
                 );
                 tracing::info!("slack: Socket Mode started");
             }
@@ -460,10 +451,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             notify,
             telemetry.clone(),
         ));
-        let bridge = Arc::new(greenlight::app::DiscordBridge {
-            tx: handle.tx.clone(),
-        });
-        let g = greenlight::chat::discord::Gateway::start(&settings, bridge)
+        let g = greenlight::chat::discord::Gateway::start(&settings, handle.inbox())
             .await
             .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
         let g = Arc::new(g);

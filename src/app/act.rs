@@ -3,7 +3,6 @@
 //! so a stale result is ignored); no business logic lives here.
 
 use super::{fault, AppEvent};
-use crate::chat::local as localchat;
 use crate::config::{Config, EnvConfig, MetricsConfig};
 use crate::core::analysis::{Measurement, Sample};
 use crate::core::run::{Action, Outcome, Phase};
@@ -166,8 +165,10 @@ impl Actor {
             if !self.traffic.contains_key(&env) {
                 let url = l.router_url().to_string();
                 let client = self.http.clone();
-                self.traffic
-                    .insert(env, tokio::spawn(localchat::synthetic_traffic(client, url)));
+                self.traffic.insert(
+                    env,
+                    tokio::spawn(crate::demo_traffic::synthetic_traffic(client, url)),
+                );
             }
         } else if let Some(t) = self.traffic.remove(&env) {
             t.abort();

@@ -116,22 +116,33 @@ impl Command {
         }
         match self {
             Command::Deploy(_) => DISCORD_USAGE_DEPLOY,
-            Command::Status { .. } => "/deploy status [env:<env>]",
-            Command::History { .. } => "/deploy history env:<env> [limit:<n>]",
-            Command::Lock { .. } => "/deploy lock env:<env> reason:<text>",
-            Command::Unlock { .. } => "/deploy unlock env:<env>",
-            Command::Cancel { .. } => "/deploy cancel run:<run-id>",
-            Command::WhyNot { .. } => {
-                "/deploy why-not version:<version> env:<env> [service:<name>]"
-            }
-            Command::Help => "/deploy help",
-            Command::Rollback { .. } => "/rollback env:<env> [reason:<text>]",
+            Command::Status { .. } => DISCORD_USAGE_STATUS,
+            Command::History { .. } => DISCORD_USAGE_HISTORY,
+            Command::Lock { .. } => DISCORD_USAGE_LOCK,
+            Command::Unlock { .. } => DISCORD_USAGE_UNLOCK,
+            Command::Cancel { .. } => DISCORD_USAGE_CANCEL,
+            Command::WhyNot { .. } => DISCORD_USAGE_WHY_NOT,
+            Command::Help => DISCORD_USAGE_HELP,
+            Command::Rollback { .. } => DISCORD_USAGE_ROLLBACK,
         }
     }
 }
 
-/// Discord's form of `/deploy release` (its typed options).
+/// Discord's grammar: slash commands with typed options (it takes no free text after
+/// `/deploy`).
 pub const DISCORD_USAGE_DEPLOY: &str = "/deploy release version:<version> env:<env> [service:<name>] [force:<reason>] [dry_run:<true|false>]";
+pub const DISCORD_USAGE_STATUS: &str = "/deploy status [env:<env>]";
+pub const DISCORD_USAGE_HISTORY: &str = "/deploy history env:<env> [limit:<n>]";
+pub const DISCORD_USAGE_LOCK: &str = "/deploy lock env:<env> reason:<text>";
+pub const DISCORD_USAGE_UNLOCK: &str = "/deploy unlock env:<env>";
+pub const DISCORD_USAGE_CANCEL: &str = "/deploy cancel run:<run-id>";
+pub const DISCORD_USAGE_WHY_NOT: &str =
+    "/deploy why-not version:<version> env:<env> [service:<name>]";
+pub const DISCORD_USAGE_HELP: &str = "/deploy help";
+pub const DISCORD_USAGE_ROLLBACK: &str = "/rollback env:<env> [reason:<text>]";
+/// Discord's commands, for an invocation that names none of them.
+pub const DISCORD_USAGE_ANY: &str =
+    "/deploy release|status|history|lock|unlock|cancel|why-not|help, /rollback";
 
 /// What is wrong with a command, plus the usage of the subcommand it was meant as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +152,7 @@ pub struct UsageError {
 }
 
 impl UsageError {
-    fn new(reason: impl Into<String>, usage: &'static str) -> Self {
+    pub fn new(reason: impl Into<String>, usage: &'static str) -> Self {
         UsageError {
             reason: reason.into(),
             usage,
@@ -182,11 +193,6 @@ pub fn parse_with(text: &str, patterns: &[String]) -> Option<Result<Command, Usa
         "/deploy" => parse_deploy_with(rest, patterns),
         _ => parse_rollback(rest),
     })
-}
-
-/// Parses the arguments of `/deploy` (what Slack sends as the command's `text`).
-pub fn parse_deploy(args: &str) -> Result<Command, UsageError> {
-    parse_deploy_with(args, &[])
 }
 
 fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageError> {
@@ -373,18 +379,23 @@ fn no_opts(opts: &[(String, Option<String>)], usage: &'static str) -> Result<(),
     }
 }
 
+/// A version as the grammar takes it: semver or a git sha, or one matching a configured
+/// `version_pattern`.
+pub fn version(v: &str, patterns: &[String], usage: &'static str) -> Result<String, UsageError> {
+    if patterns.iter().any(|p| matches_pattern(p, v)) {
+        return Ok(v.to_string());
+    }
+    check_version(v)
+        .map(|()| v.to_string())
+        .map_err(|e| UsageError::new(e, usage))
+}
+
 fn version_env(
     pos: &[String],
     patterns: &[String],
     usage: &'static str,
 ) -> Result<(String, EnvName), UsageError> {
-    let check = |v: &str| {
-        if patterns.iter().any(|p| matches_pattern(p, v)) {
-            Ok(())
-        } else {
-            check_version(v).map_err(|e| UsageError::new(e, usage))
-        }
-    };
+    let check = |v: &str| version(v, patterns, usage).map(|_| ());
     match pos {
         [] => Err(UsageError::new("missing version and environment", usage)),
         [v] => {
@@ -439,7 +450,7 @@ pub fn matches_pattern(pattern: &str, v: &str) -> bool {
     check_pattern(pattern).is_ok() && go(pattern.as_bytes(), v.as_bytes())
 }
 
-fn service_name(value: Option<String>, usage: &'static str) -> Result<String, UsageError> {
+pub fn service_name(value: Option<String>, usage: &'static str) -> Result<String, UsageError> {
     let v = value.unwrap_or_default();
     if is_name(&v) {
         Ok(v)
@@ -454,7 +465,7 @@ fn service_name(value: Option<String>, usage: &'static str) -> Result<String, Us
     }
 }
 
-fn env_name(s: &str, usage: &'static str) -> Result<EnvName, UsageError> {
+pub fn env_name(s: &str, usage: &'static str) -> Result<EnvName, UsageError> {
     if is_name(s) {
         Ok(EnvName::new(s))
     } else {
@@ -491,7 +502,7 @@ pub fn check_version(v: &str) -> Result<(), String> {
 }
 
 /// User input echoed in an answer: control characters dropped, at most 60 characters.
-fn printable(v: &str) -> String {
+pub fn printable(v: &str) -> String {
     let s: String = v.chars().filter(|c| !c.is_control()).collect();
     super::message::clip(&s, 60)
 }

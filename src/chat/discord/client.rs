@@ -196,6 +196,26 @@ impl DiscordClient {
         Ok(message.id.to_string())
     }
 
+    /// Posts `text` in `channel` as a reply to the message `message_id` (the answer to a
+    /// command in a message that mentions the bot); returns the new message's id.
+    pub async fn reply(
+        &self,
+        channel: &str,
+        message_id: &str,
+        text: &str,
+    ) -> Result<String, DeliveryError> {
+        let channel_id = ChannelId::from(parse_id("channel", channel)?);
+        let message_id = MessageId::from(parse_id("message", message_id)?);
+        let body = CreateMessage::new()
+            .content(message_content(text))
+            .reference_message((channel_id, message_id))
+            .allowed_mentions(allowed_mentions());
+        let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
+            .body(Some(to_body(&body)?));
+        let message: Message = self.call(req).await?;
+        Ok(message.id.to_string())
+    }
+
     /// Replaces the text of one of the bot's messages.
     pub async fn edit_message(
         &self,

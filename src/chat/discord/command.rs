@@ -2,206 +2,176 @@
 //! greenlight's command.
 
 use super::*;
+use crate::core::command::{self as cmd, Command, DeployArgs, UsageError};
+use crate::core::{EnvName, RunId};
 
 use serenity::builder::{CreateCommand, CreateCommandOption};
 use serenity::model::application::{
     CommandData, CommandDataOption, CommandDataOptionValue, CommandOptionType,
 };
 
+/// The `/deploy` subcommands, in the order they are registered.
 pub const DEPLOY_SUBCOMMANDS: [&str; 8] = [
     "release", "status", "history", "lock", "unlock", "cancel", "why-not", "help",
 ];
 
+/// A slash command option's value, as Discord types it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
 /// The Discord form of a (sub)command's usage line.
 pub fn discord_usage(command: &str, subcommand: Option<&str>) -> &'static str {
     match (command.trim_start_matches('/'), subcommand) {
-        ("rollback", _) => "/rollback env:<env> [reason:<text>]",
-        ("deploy", Some("release")) => {
-            "/deploy release version:<version> env:<env> [service:<name>] [force:<reason>] [dry_run:<true|false>]"
-        }
-        ("deploy", Some("status")) => "/deploy status [env:<env>]",
-        ("deploy", Some("history")) => "/deploy history env:<env> [limit:<n>]",
-        ("deploy", Some("lock")) => "/deploy lock env:<env> reason:<text>",
-        ("deploy", Some("unlock")) => "/deploy unlock env:<env>",
-        ("deploy", Some("cancel")) => "/deploy cancel run:<run-id>",
-        ("deploy", Some("why-not")) => "/deploy why-not version:<version> env:<env> [service:<name>]",
-        ("deploy", Some("help")) => "/deploy help",
-        _ => "/deploy release|status|history|lock|unlock|cancel|why-not|help, /rollback",
+        ("rollback", _) => cmd::DISCORD_USAGE_ROLLBACK,
+        ("deploy", Some("release")) => cmd::DISCORD_USAGE_DEPLOY,
+        ("deploy", Some("status")) => cmd::DISCORD_USAGE_STATUS,
+        ("deploy", Some("history")) => cmd::DISCORD_USAGE_HISTORY,
+        ("deploy", Some("lock")) => cmd::DISCORD_USAGE_LOCK,
+        ("deploy", Some("unlock")) => cmd::DISCORD_USAGE_UNLOCK,
+        ("deploy", Some("cancel")) => cmd::DISCORD_USAGE_CANCEL,
+        ("deploy", Some("why-not")) => cmd::DISCORD_USAGE_WHY_NOT,
+        ("deploy", Some("help")) => cmd::DISCORD_USAGE_HELP,
+        _ => cmd::DISCORD_USAGE_ANY,
     }
 }
 
-/// Builds the chat text from the Discord command's name, subcommand and options (name -> string
-/// value; booleans `"true"`/`"false"`, integers in decimal). `Err("<reason>. Usage: <usage>")`
-/// when a required option is missing or a value cannot be carried over faithfully.
-pub fn command_text(
+/// An invoked command's options, read by name with the checks of the chat grammar; every
+/// error carries the usage in Discord's grammar.
+struct Options<'a> {
+    options: &'a [(String, OptionValue)],
+    usage: &'static str,
+}
+
+impl Options<'_> {
+    fn fail<T>(&self, reason: impl Into<String>) -> Result<T, UsageError> {
+        Err(UsageError::new(reason, self.usage))
+    }
+
+    /// A text option, trimmed; an empty one counts as absent.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.options.iter().find_map(|(n, v)| match v {
+            OptionValue::Text(t) if n == name && !t.trim().is_empty() => Some(t.trim()),
+            _ => None,
+        })
+    }
+
+    fn required(&self, name: &str) -> Result<&str, UsageError> {
+        match self.text(name) {
+            Some(v) => Ok(v),
+            None => self.fail(format!("missing {name}")),
+        }
+    }
+
+    fn integer(&self, name: &str) -> Option<i64> {
+        self.options.iter().find_map(|(n, v)| match v {
+            OptionValue::Integer(i) if n == name => Some(*i),
+            _ => None,
+        })
+    }
+
+    fn boolean(&self, name: &str) -> bool {
+        self.options
+            .iter()
+            .any(|(n, v)| n == name && *v == OptionValue::Boolean(true))
+    }
+
+    fn env(&self) -> Result<EnvName, UsageError> {
+        cmd::env_name(self.required("env")?, self.usage)
+    }
+
+    fn version(&self, patterns: &[String]) -> Result<String, UsageError> {
+        cmd::version(self.required("version")?, patterns, self.usage)
+    }
+
+    fn service(&self) -> Result<Option<String>, UsageError> {
+        self.text("service")
+            .map(|s| cmd::service_name(Some(s.to_string()), self.usage))
+            .transpose()
+    }
+}
+
+/// greenlight's command from an invoked slash command's name, subcommand and typed options,
+/// checked as the chat grammar checks its text (`patterns`: the configured version patterns).
+pub fn build_command(
     command: &str,
     subcommand: Option<&str>,
-    options: &[(String, String)],
-) -> Result<String, String> {
+    options: &[(String, OptionValue)],
+    patterns: &[String],
+) -> Result<Command, UsageError> {
     let command = command.trim_start_matches('/');
-    let usage = discord_usage(command, subcommand);
-    let fail = |reason: String| Err(format!("{reason}. Usage: {usage}"));
-    let get = |name: &str| {
-        options
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
+    let o = Options {
+        options,
+        usage: discord_usage(command, subcommand),
     };
-    let required = |name: &str| get(name).ok_or_else(|| format!("missing {name}. Usage: {usage}"));
-    let positional = |name: &str, v: &str| {
-        if v.starts_with("--") {
-            Err(format!("invalid {name} \"{v}\". Usage: {usage}"))
-        } else {
-            Ok(quote_if_needed(v))
-        }
-    };
-
     match (command, subcommand) {
-        ("rollback", None) => {
-            let env = positional("env", required("env")?)?;
-            Ok(match get("reason") {
-                Some(reason) => format!("/rollback {env} {}", rest_of_line(reason)),
-                None => format!("/rollback {env}"),
-            })
+        ("rollback", None) => Ok(Command::Rollback {
+            env: o.env()?,
+            reason: o.text("reason").map(String::from),
+        }),
+        ("rollback", Some(sub)) => o.fail(format!("/rollback has no subcommand \"{sub}\"")),
+        ("deploy", None) => o.fail("choose a subcommand"),
+        ("deploy", Some(sub)) => deploy_subcommand(sub, &o, patterns),
+        (other, _) => o.fail(format!("unknown command /{other}")),
+    }
+}
+
+fn deploy_subcommand(
+    sub: &str,
+    o: &Options<'_>,
+    patterns: &[String],
+) -> Result<Command, UsageError> {
+    match sub {
+        "release" => Ok(Command::Deploy(DeployArgs {
+            version: o.version(patterns)?,
+            env: o.env()?,
+            service: o.service()?,
+            force: o.text("force").map(String::from),
+            dry_run: o.boolean("dry_run"),
+        })),
+        "why-not" => Ok(Command::WhyNot {
+            version: o.version(patterns)?,
+            env: o.env()?,
+            service: o.service()?,
+        }),
+        "status" => Ok(Command::Status {
+            env: o
+                .text("env")
+                .map(|e| cmd::env_name(e, o.usage))
+                .transpose()?,
+        }),
+        "history" => {
+            let env = o.env()?;
+            let limit = match o.integer("limit") {
+                None => cmd::HISTORY_DEFAULT_LIMIT,
+                Some(n) if (1..=cmd::HISTORY_MAX_LIMIT as i64).contains(&n) => n as usize,
+                Some(n) => {
+                    return o.fail(format!(
+                        "limit must be a number from 1 to {}, not \"{n}\"",
+                        cmd::HISTORY_MAX_LIMIT
+                    ))
+                }
+            };
+            Ok(Command::History { env, limit })
         }
-        ("rollback", Some(sub)) => fail(format!("/rollback has no subcommand \"{sub}\"")),
-        ("deploy", None) => fail("choose a subcommand".to_string()),
-        ("deploy", Some(sub)) => match sub {
-            "release" | "why-not" => {
-                let version = required("version")?;
-                if is_subcommand_word(version) {
-                    return fail(format!("invalid version \"{version}\""));
-                }
-                let version = positional("version", version)?;
-                let env = positional("env", required("env")?)?;
-                let mut text = if sub == "release" {
-                    format!("/deploy {version} {env}")
-                } else {
-                    format!("/deploy why-not {version} {env}")
-                };
-                if let Some(service) = get("service") {
-                    push_option(&mut text, "--service", service, false);
-                }
-                if sub == "release" {
-                    if let Some(reason) = get("force") {
-                        push_option(&mut text, "--force", reason, true);
-                    }
-                    match get("dry_run") {
-                        None | Some("false") => {}
-                        Some("true") => text.push_str(" --dry-run"),
-                        Some(other) => {
-                            return fail(format!("dry_run must be true or false, not \"{other}\""))
-                        }
-                    }
-                }
-                Ok(text)
-            }
-            "status" => Ok(match get("env") {
-                Some(env) => format!("/deploy status {}", positional("env", env)?),
-                None => "/deploy status".to_string(),
+        "lock" => Ok(Command::Lock {
+            env: o.env()?,
+            reason: o.required("reason")?.to_string(),
+        }),
+        "unlock" => Ok(Command::Unlock { env: o.env()? }),
+        "cancel" => match o.integer("run") {
+            Some(n) if n > 0 => Ok(Command::Cancel {
+                run: RunId(n as u64),
             }),
-            "history" => {
-                let env = positional("env", required("env")?)?;
-                let mut text = format!("/deploy history {env}");
-                if let Some(limit) = get("limit") {
-                    push_option(&mut text, "--limit", limit, false);
-                }
-                Ok(text)
-            }
-            "lock" => {
-                let env = positional("env", required("env")?)?;
-                let reason = required("reason")?;
-                Ok(format!("/deploy lock {env} {}", rest_of_line(reason)))
-            }
-            "unlock" => Ok(format!(
-                "/deploy unlock {}",
-                positional("env", required("env")?)?
-            )),
-            "cancel" => Ok(format!(
-                "/deploy cancel {}",
-                positional("run", required("run")?)?
-            )),
-            "help" => Ok("/deploy help".to_string()),
-            other => fail(format!("unknown subcommand \"{other}\"")),
+            Some(n) => o.fail(format!("\"{n}\" is not a run number")),
+            None => o.fail("missing run"),
         },
-        (other, _) => fail(format!("unknown command /{other}")),
+        "help" => Ok(Command::Help),
+        other => o.fail(format!("unknown subcommand \"{other}\"")),
     }
-}
-
-/// Words the chat grammar reads as a subcommand where a version is expected.
-pub(super) fn is_subcommand_word(v: &str) -> bool {
-    matches!(
-        v,
-        "status" | "history" | "lock" | "unlock" | "cancel" | "why-not" | "whynot" | "help"
-    )
-}
-
-/// ` --name value`; a value starting with `--` goes inline (`--name=value`), because the chat
-/// grammar would take it for an option. `always_quote` for free text (`--force "hotfix"`).
-pub(super) fn push_option(text: &mut String, name: &str, value: &str, always_quote: bool) {
-    let v = if always_quote {
-        quote(value)
-    } else {
-        quote_if_needed(value)
-    };
-    if value.starts_with("--") {
-        text.push_str(&format!(" {name}={v}"));
-    } else {
-        text.push_str(&format!(" {name} {v}"));
-    }
-}
-
-/// A reason that the grammar takes as the rest of the line: as typed, unless it holds quote
-/// characters (the chat tokenizer would eat them), then as one quoted token.
-pub(super) fn rest_of_line(reason: &str) -> String {
-    if reason.chars().any(is_quote_char) {
-        quote(reason)
-    } else {
-        reason.to_string()
-    }
-}
-
-pub(super) fn is_quote_char(c: char) -> bool {
-    matches!(c, '"' | '\'' | '“' | '”' | '‘' | '’')
-}
-
-pub(super) fn quote_if_needed(v: &str) -> String {
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || is_quote_char(c)) {
-        quote(v)
-    } else {
-        v.to_string()
-    }
-}
-
-/// Quotes `v` as one token of greenlight's chat tokenizer (`core::command::tokenize`), which
-/// knows no escapes but joins adjacent quoted pieces: `"` goes inside '...', everything else
-/// inside "..." (where single and smart quotes are literal).
-pub(super) fn quote(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    let mut in_double = false;
-    for c in v.chars() {
-        if c == '"' {
-            if in_double {
-                out.push('"');
-                in_double = false;
-            }
-            out.push_str("'\"'");
-        } else {
-            if !in_double {
-                out.push('"');
-                in_double = true;
-            }
-            out.push(c);
-        }
-    }
-    if in_double {
-        out.push('"');
-    }
-    if out.is_empty() {
-        out.push_str("\"\"");
-    }
-    out
 }
 
 /// The two command definitions: `/deploy` with its subcommands and `/rollback`.
@@ -302,24 +272,22 @@ pub fn command_definitions(environments: &[(String, String)]) -> Vec<CreateComma
     vec![deploy, rollback]
 }
 
-/// An option's value as command text sees it.
-pub(super) fn option_value(value: &CommandDataOptionValue) -> Option<String> {
+/// An option's value, typed; `None` for kinds greenlight's commands do not have.
+fn option_value(value: &CommandDataOptionValue) -> Option<OptionValue> {
     match value {
-        CommandDataOptionValue::String(s) => Some(s.clone()),
-        CommandDataOptionValue::Boolean(b) => Some(b.to_string()),
-        CommandDataOptionValue::Integer(n) => Some(n.to_string()),
-        CommandDataOptionValue::Number(n) => Some(n.to_string()),
-        CommandDataOptionValue::Autocomplete { value, .. } => Some(value.clone()),
-        CommandDataOptionValue::Channel(id) => Some(id.to_string()),
-        CommandDataOptionValue::User(id) => Some(id.to_string()),
-        CommandDataOptionValue::Role(id) => Some(id.to_string()),
+        CommandDataOptionValue::String(s) => Some(OptionValue::Text(s.clone())),
+        CommandDataOptionValue::Boolean(b) => Some(OptionValue::Boolean(*b)),
+        CommandDataOptionValue::Integer(n) => Some(OptionValue::Integer(*n)),
+        CommandDataOptionValue::Autocomplete { value, .. } => {
+            Some(OptionValue::Text(value.clone()))
+        }
         _ => None,
     }
 }
 
 /// (command, subcommand, options) of an invoked slash command.
-pub fn command_parts(data: &CommandData) -> (String, Option<String>, Vec<(String, String)>) {
-    fn flat(options: &[CommandDataOption]) -> Vec<(String, String)> {
+pub fn command_parts(data: &CommandData) -> (String, Option<String>, Vec<(String, OptionValue)>) {
+    fn flat(options: &[CommandDataOption]) -> Vec<(String, OptionValue)> {
         options
             .iter()
             .filter_map(|o| option_value(&o.value).map(|v| (o.name.clone(), v)))
@@ -333,8 +301,8 @@ pub fn command_parts(data: &CommandData) -> (String, Option<String>, Vec<(String
     (data.name.clone(), None, flat(&data.options))
 }
 
-/// The chat text of an invoked slash command (see [`command_text`]).
-pub fn interaction_text(data: &CommandData) -> Result<String, String> {
+/// greenlight's command for an invoked slash command (see [`build_command`]).
+pub fn interaction_command(data: &CommandData, patterns: &[String]) -> Result<Command, UsageError> {
     let (command, subcommand, options) = command_parts(data);
-    command_text(&command, subcommand.as_deref(), &options)
+    build_command(&command, subcommand.as_deref(), &options, patterns)
 }

@@ -3,6 +3,7 @@
 
 use super::client::{build_http, checked_gateway, map_serenity_error, one_line};
 use super::*;
+use crate::chat::inbound::{Answer, ApiError, Handled, Inbound, Inbox, Kind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use serenity::builder::{
 use serenity::client::{Context, EventHandler};
 use serenity::gateway::{ConnectionStage, ShardManager};
 use serenity::model::application::{CommandInteraction, Interaction};
-use serenity::model::channel::Reaction;
+use serenity::model::channel::{Message, Reaction};
 use serenity::model::gateway::Ready;
 use tracing::{debug, info, warn};
 
@@ -22,18 +23,21 @@ use tracing::{debug, info, warn};
 // ---------------------------------------------------------------------------------------------
 
 pub(super) struct Handler {
-    sink: Arc<dyn DiscordSink>,
+    inbox: Inbox,
     client: DiscordClient,
     environments: Vec<(String, String)>,
+    version_patterns: Vec<String>,
     registered: AtomicBool,
     ledger: Mutex<ReactionLedger>,
 }
 
+const NOT_HANDLED: &str = "greenlight could not handle this command.";
+
 impl Handler {
-    async fn respond(&self, ctx: &Context, cmd: &CommandInteraction, answer: CommandAnswer) {
+    async fn respond(&self, ctx: &Context, cmd: &CommandInteraction, answer: Answer) {
         let message = CreateInteractionResponseMessage::new()
             .content(message_content(&answer.text))
-            .ephemeral(answer.ephemeral)
+            .ephemeral(answer.visibility.is_ephemeral())
             .allowed_mentions(allowed_mentions());
         let response = CreateInteractionResponse::Message(message);
         match self
@@ -47,95 +51,99 @@ impl Handler {
         }
     }
 
+    /// A slash command: built from its typed options (a usage error is answered here, before
+    /// any deferral: whether an answer is ephemeral is fixed by the first response), then handed
+    /// to the app; its answer is the interaction's response.
     async fn handle_command(&self, ctx: &Context, cmd: CommandInteraction) {
         if cmd.guild_id.is_some_and(|g| g != self.client.guild_id) {
-            let text = "greenlight is not set up for this server.".to_string();
-            self.respond(
-                ctx,
-                &cmd,
-                CommandAnswer {
-                    text,
-                    ephemeral: true,
-                },
-            )
-            .await;
-            return;
+            let answer = Answer::ephemeral("greenlight is not set up for this server.");
+            return self.respond(ctx, &cmd, answer).await;
         }
-        let text = match interaction_text(&cmd.data) {
-            Ok(text) => text,
+        let command = match interaction_command(&cmd.data, &self.version_patterns) {
+            Ok(command) => command,
             Err(usage) => {
-                self.respond(
-                    ctx,
-                    &cmd,
-                    CommandAnswer {
-                        text: usage,
-                        ephemeral: true,
-                    },
-                )
-                .await;
-                return;
+                return self
+                    .respond(ctx, &cmd, Answer::ephemeral(usage.to_string()))
+                    .await
             }
         };
-        let inbound = DiscordInbound::Command {
-            dedup: cmd.id.to_string(),
+        let inbound = Inbound {
+            platform: PLATFORM,
+            dedup: Some(cmd.id.to_string()),
             user: cmd.user.id.to_string(),
             channel: cmd.channel_id.to_string(),
-            text,
+            kind: Kind::Command(command),
+            response_url: None,
         };
         // Spawned, so that a slow answer is not cancelled by the deadline below.
-        let mut task = tokio::spawn(self.sink.on_command(inbound));
+        let inbox = self.inbox.clone();
+        let mut task = tokio::spawn(async move { answer_of(inbox.handle(inbound).await) });
         match tokio::time::timeout(ANSWER_WITHIN, &mut task).await {
             Ok(Ok(answer)) => self.respond(ctx, &cmd, answer).await,
             Ok(Err(e)) => {
                 warn!(error = %e, "the Discord command handler failed");
-                let text = "greenlight could not handle this command.".to_string();
-                self.respond(
-                    ctx,
-                    &cmd,
-                    CommandAnswer {
-                        text,
-                        ephemeral: true,
-                    },
-                )
-                .await;
+                self.respond(ctx, &cmd, Answer::ephemeral(NOT_HANDLED))
+                    .await;
             }
-            Err(_) => {
-                // Too slow for the 3 s window: defer (ephemeral, because the answer may be an
-                // error; its visibility is fixed here), then edit the answer in.
-                warn!(
-                    "a Discord command took longer than {:?}; deferring",
-                    ANSWER_WITHIN
-                );
-                match self.client.timed(cmd.defer_ephemeral(&ctx.http)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        warn!(error = %map_serenity_error(e), "cannot defer a Discord command");
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot defer a Discord command");
-                        return;
-                    }
-                }
-                let text = match task.await {
-                    Ok(answer) => answer.text,
-                    Err(_) => "greenlight could not handle this command.".to_string(),
-                };
-                let edit = EditInteractionResponse::new()
-                    .content(message_content(&text))
-                    .allowed_mentions(allowed_mentions());
-                match self.client.timed(cmd.edit_response(&ctx.http, edit)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        warn!(error = %map_serenity_error(e), "cannot edit a deferred answer")
-                    }
-                    Err(e) => warn!(error = %e, "cannot edit a deferred answer"),
-                }
-            }
+            Err(_) => self.defer_then_edit(ctx, &cmd, task).await,
         }
     }
 
-    fn handle_reaction(&self, ctx: &Context, reaction: &Reaction, added: bool) {
+    /// Too slow for the 3 s window: defer (ephemeral, because the answer may be an error; its
+    /// visibility is fixed here), then edit the answer in.
+    async fn defer_then_edit(
+        &self,
+        ctx: &Context,
+        cmd: &CommandInteraction,
+        task: tokio::task::JoinHandle<Answer>,
+    ) {
+        warn!(
+            "a Discord command took longer than {:?}; deferring",
+            ANSWER_WITHIN
+        );
+        match self.client.timed(cmd.defer_ephemeral(&ctx.http)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return warn!(error = %map_serenity_error(e), "cannot defer a Discord command")
+            }
+            Err(e) => return warn!(error = %e, "cannot defer a Discord command"),
+        }
+        let text = match task.await {
+            Ok(answer) => answer.text,
+            Err(_) => NOT_HANDLED.to_string(),
+        };
+        let edit = EditInteractionResponse::new()
+            .content(message_content(&text))
+            .allowed_mentions(allowed_mentions());
+        match self.client.timed(cmd.edit_response(&ctx.http, edit)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %map_serenity_error(e), "cannot edit a deferred answer"),
+            Err(e) => warn!(error = %e, "cannot edit a deferred answer"),
+        }
+    }
+
+    /// A message that mentions the bot with a command in it: handled as the slash command
+    /// would be, answered with a reply to the message (a message has no private answer).
+    async fn handle_mention(&self, ctx: &Context, message: &Message) {
+        if message.guild_id.is_some_and(|g| g != self.client.guild_id) {
+            return;
+        }
+        let Some(inbound) = mention_inbound(message, ctx.cache.current_user().id) else {
+            return;
+        };
+        debug!(?inbound, "Discord mention");
+        let Some(answer) = self.inbox.handle(inbound).await.ok().and_then(|h| h.answer) else {
+            return;
+        };
+        let (channel, id) = (message.channel_id.to_string(), message.id.to_string());
+        if let Err(e) = self.client.reply(&channel, &id, &answer.text).await {
+            warn!(error = %e, "cannot answer a Discord mention");
+        }
+    }
+
+    /// A reaction, handed to the app (each gateway event is its own task: waiting here holds
+    /// nothing else up).
+    async fn handle_reaction(&self, ctx: &Context, reaction: &Reaction, added: bool) {
         let Some(user) = reaction.user_id else {
             return;
         };
@@ -147,8 +155,22 @@ impl Handler {
         }
         if let Some(inbound) = reaction_inbound(reaction, added, &self.ledger) {
             debug!(?inbound, "Discord reaction");
-            self.sink.on_reaction(inbound);
+            if let Err(e) = self.inbox.handle(inbound).await {
+                warn!(error = %e, "a Discord reaction was not handled");
+            }
         }
+    }
+}
+
+/// The answer to send for what the app said (the app is gone: say so).
+fn answer_of(handled: Result<Handled, ApiError>) -> Answer {
+    match handled {
+        Ok(Handled {
+            answer: Some(answer),
+            ..
+        }) => answer,
+        Ok(_) => Answer::ephemeral("Done."),
+        Err(_) => Answer::ephemeral("greenlight is shutting down; try again in a moment."),
     }
 }
 
@@ -175,12 +197,16 @@ impl EventHandler for Handler {
         }
     }
 
+    async fn message(&self, ctx: Context, message: Message) {
+        self.handle_mention(&ctx, &message).await;
+    }
+
     async fn reaction_add(&self, ctx: Context, reaction: Reaction) {
-        self.handle_reaction(&ctx, &reaction, true);
+        self.handle_reaction(&ctx, &reaction, true).await;
     }
 
     async fn reaction_remove(&self, ctx: Context, reaction: Reaction) {
-        self.handle_reaction(&ctx, &reaction, false);
+        self.handle_reaction(&ctx, &reaction, false).await;
     }
 }
 
@@ -195,10 +221,7 @@ impl Gateway {
     /// Builds the client (serenity asks `GET /api/v10/gateway` unless `gateway_url` is set, and
     /// even then: its answer is replaced), starts one shard and returns at once; the commands
     /// are registered on READY.
-    pub async fn start(
-        settings: &DiscordSettings,
-        sink: Arc<dyn DiscordSink>,
-    ) -> Result<Gateway, String> {
+    pub async fn start(settings: &DiscordSettings, inbox: Inbox) -> Result<Gateway, String> {
         let gateway_url = settings
             .gateway_url
             .as_deref()
@@ -215,9 +238,10 @@ impl Gateway {
                 .unwrap_or_default()
         );
         let handler = Handler {
-            sink,
+            inbox,
             client,
             environments: settings.environments.clone(),
+            version_patterns: settings.version_patterns.clone(),
             registered: AtomicBool::new(false),
             ledger: Mutex::new(ReactionLedger::new(&boot, LEDGER_CAPACITY)),
         };

@@ -54,16 +54,16 @@
 //! within microseconds may be seen in the wrong order.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serenity::builder::CreateAllowedMentions;
-use serenity::model::channel::{Reaction, ReactionType};
+use serenity::model::channel::{Message, Reaction, ReactionType};
 use serenity::model::gateway::GatewayIntents;
+use serenity::model::id::UserId;
 
 pub use crate::chat::error::{DeliveryError, ErrorKind};
+use crate::chat::inbound::{Inbound, Kind};
 use crate::core::{text, Platform};
 
 // ---------------------------------------------------------------------------------------------
@@ -85,6 +85,8 @@ pub struct DiscordSettings {
     pub guild_id: u64,
     /// `(name, display name)`: the choices of the `env` option.
     pub environments: Vec<(String, String)>,
+    /// The configured `version_pattern`s: versions a command may name besides semver and shas.
+    pub version_patterns: Vec<String>,
     /// Bound on every REST call (and on building the gateway client).
     pub request_timeout: Duration,
 }
@@ -97,6 +99,7 @@ impl std::fmt::Debug for DiscordSettings {
             .field("token", &"<redacted>")
             .field("guild_id", &self.guild_id)
             .field("environments", &self.environments)
+            .field("version_patterns", &self.version_patterns)
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
@@ -118,7 +121,9 @@ const PLATFORM: Platform = Platform::Discord;
 /// Discord allows at most 25 choices on an option; with more environments `env` is free text.
 const MAX_CHOICES: usize = 25;
 
-/// The gateway intents: none privileged (message content is not needed).
+/// The gateway intents: none privileged. GUILD_MESSAGES brings the messages that mention the
+/// bot with their content even without the privileged MESSAGE_CONTENT intent (Discord delivers
+/// the content of messages that mention the app), which is all greenlight reads.
 pub fn intents() -> GatewayIntents {
     GatewayIntents::GUILDS
         | GatewayIntents::GUILD_MESSAGES
@@ -129,54 +134,41 @@ pub fn intents() -> GatewayIntents {
 // Pure conversion
 // ---------------------------------------------------------------------------------------------
 
-/// Something that arrived from Discord (ids as decimal strings).
-#[derive(Clone, Debug, PartialEq)]
-pub enum DiscordInbound {
-    /// A slash command, converted to greenlight's chat grammar, e.g.
-    /// `/deploy v1.2.0 staging --force "hotfix" --dry-run`, `/deploy status staging`,
-    /// `/deploy history staging --limit 5`, `/deploy lock staging db work`, `/deploy cancel 42`,
-    /// `/deploy why-not v1.2.0 staging`, `/deploy help`, `/rollback staging reason text`.
-    /// Values are quoted when they contain spaces or quotes. `dedup` is the interaction id.
-    Command {
-        dedup: String,
-        user: String,
-        channel: String,
-        text: String,
-    },
-    /// A reaction added (`added: true`) or removed. `dedup` is
-    /// `r:{channel}:{message}:{user}:{emoji}:{added}:{session}:{n}` (see the module doc).
-    /// `emoji` is a Slack short name for ✅ `white_check_mark`, 👍 `+1`, ❌ `x` (skin tones count as
-    /// the base); other unicode emoji pass through as they are, custom emoji by name.
-    Reaction {
-        dedup: String,
-        user: String,
-        channel: String,
-        message_id: String,
-        emoji: String,
-        added: bool,
-    },
+/// The chat text of a message that mentions the bot: `<@BOT> deploy v1.2.0 prod` is
+/// `/deploy v1.2.0 prod`, the phrase users know from the other platforms (the leading `/` is
+/// optional). `None` when what is left once the bot's mentions are removed is not a command.
+pub fn mention_text(content: &str, bot: &str) -> Option<String> {
+    let text = content
+        .replace(&format!("<@{bot}>"), " ")
+        .replace(&format!("<@!{bot}>"), " ");
+    let text = text.trim();
+    let text = match text.split_whitespace().next() {
+        Some("deploy" | "rollback") => format!("/{text}"),
+        _ => text.to_string(),
+    };
+    crate::core::command::is_command(&text).then_some(text)
 }
 
-/// The answer to a slash command: text and whether only the invoking user sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommandAnswer {
-    pub text: String,
-    pub ephemeral: bool,
+/// A message that mentions the bot and holds a command, from a person (not a bot), deduplicated
+/// on the message id.
+fn mention_inbound(message: &Message, bot: UserId) -> Option<Inbound> {
+    if message.author.bot || !message.mentions.iter().any(|u| u.id == bot) {
+        return None;
+    }
+    let text = mention_text(&message.content, &bot.to_string())?;
+    Some(Inbound {
+        platform: PLATFORM,
+        dedup: Some(format!("m:{}", message.id)),
+        user: message.author.id.to_string(),
+        channel: message.channel_id.to_string(),
+        kind: Kind::Message { text, thread: None },
+        response_url: None,
+    })
 }
 
-/// The app's side: `on_command` is awaited (it must answer within ~2 s; after
-/// [`ANSWER_WITHIN`] the interaction is deferred ephemerally and the answer edited in when it
-/// comes), `on_reaction` returns at once.
-pub trait DiscordSink: Send + Sync + 'static {
-    fn on_command(
-        &self,
-        inbound: DiscordInbound,
-    ) -> Pin<Box<dyn Future<Output = CommandAnswer> + Send>>;
-    fn on_reaction(&self, inbound: DiscordInbound);
-}
-
-/// The `/deploy` subcommands, in the order they are registered.
-/// The name greenlight uses for a reaction's emoji (see [`DiscordInbound::Reaction`]).
+/// The name greenlight uses for a reaction's emoji: a Slack short name for ✅ `white_check_mark`,
+/// 👍 `+1`, ❌ `x` (skin tones count as the base); other unicode emoji as they are, custom emoji
+/// by name.
 pub fn emoji_name(emoji: &ReactionType) -> String {
     match emoji {
         ReactionType::Custom { id, name, .. } => name.clone().unwrap_or_else(|| id.to_string()),
@@ -258,23 +250,27 @@ fn reaction_inbound(
     reaction: &Reaction,
     added: bool,
     ledger: &Mutex<ReactionLedger>,
-) -> Option<DiscordInbound> {
+) -> Option<Inbound> {
     let user = reaction.user_id?.to_string();
     let channel = reaction.channel_id.to_string();
-    let message_id = reaction.message_id.to_string();
+    let message = reaction.message_id.to_string();
     let emoji = emoji_name(&reaction.emoji);
-    let key = format!("{channel}:{message_id}:{user}:{emoji}");
+    let key = format!("{channel}:{message}:{user}:{emoji}");
     let suffix = ledger
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .observe(&key, added);
-    Some(DiscordInbound::Reaction {
-        dedup: format!("r:{key}:{added}:{suffix}"),
+    Some(Inbound {
+        platform: PLATFORM,
+        dedup: Some(format!("r:{key}:{added}:{suffix}")),
         user,
         channel,
-        message_id,
-        emoji,
-        added,
+        kind: Kind::Reaction {
+            message,
+            emoji,
+            added,
+        },
+        response_url: None,
     })
 }
 

@@ -2,30 +2,59 @@ use super::client::*;
 use super::command::*;
 use super::gateway::*;
 use super::*;
-use crate::core::Platform;
+use crate::chat::inbound::{Answer, Handled, Inbound, Inbox, Kind, Visibility};
+use crate::core::command::{Command, DeployArgs};
+use crate::core::{EnvName, Platform};
 use serde_json::{json, Value};
 use serenity::model::application::Interaction;
+use std::future::Future;
 use std::sync::Arc;
 
-fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// Options as Discord types them: `limit` and `run` are integers, `dry_run` a boolean.
+fn opts(pairs: &[(&str, &str)]) -> Vec<(String, OptionValue)> {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| {
+            let value = match *k {
+                "limit" | "run" => OptionValue::Integer(v.parse().unwrap()),
+                "dry_run" => OptionValue::Boolean(v.parse().unwrap()),
+                _ => OptionValue::Text(v.to_string()),
+            };
+            (k.to_string(), value)
+        })
         .collect()
 }
 
+fn build(
+    command: &str,
+    sub: Option<&str>,
+    options: &[(String, OptionValue)],
+) -> Result<Command, String> {
+    build_command(command, sub, options, &[]).map_err(|e| e.to_string())
+}
+
+fn release(version: &str, env: &str) -> DeployArgs {
+    DeployArgs {
+        version: version.into(),
+        env: EnvName::new(env),
+        service: None,
+        force: None,
+        dry_run: false,
+    }
+}
+
 #[test]
-fn release_text() {
+fn release_command() {
     assert_eq!(
-        command_text(
+        build(
             "deploy",
             Some("release"),
             &opts(&[("version", "v1.2.0"), ("env", "staging")])
         ),
-        Ok("/deploy v1.2.0 staging".into())
+        Ok(Command::Deploy(release("v1.2.0", "staging")))
     );
     assert_eq!(
-        command_text(
+        build(
             "deploy",
             Some("release"),
             &opts(&[
@@ -35,10 +64,14 @@ fn release_text() {
                 ("dry_run", "true")
             ])
         ),
-        Ok("/deploy v1.2.0 staging --force \"hotfix\" --dry-run".into())
+        Ok(Command::Deploy(DeployArgs {
+            force: Some("hotfix".into()),
+            dry_run: true,
+            ..release("v1.2.0", "staging")
+        }))
     );
     assert_eq!(
-        command_text(
+        build(
             "/deploy",
             Some("release"),
             &opts(&[
@@ -49,85 +82,130 @@ fn release_text() {
                 ("force", "fix for INC-1")
             ])
         ),
-        Ok("/deploy abc1234 prod --service api --force \"fix for INC-1\"".into())
+        Ok(Command::Deploy(DeployArgs {
+            service: Some("api".into()),
+            force: Some("fix for INC-1".into()),
+            ..release("abc1234", "prod")
+        }))
     );
+    // Free text is taken as typed: quotes and option-like words need no escaping.
+    for reason in ["it's \"quoted\" “smart”", "--looks-like-an-option", "\""] {
+        let built = build(
+            "deploy",
+            Some("release"),
+            &opts(&[("version", "v1.2.0"), ("env", "prod"), ("force", reason)]),
+        );
+        assert_eq!(
+            built,
+            Ok(Command::Deploy(DeployArgs {
+                force: Some(reason.into()),
+                ..release("v1.2.0", "prod")
+            }))
+        );
+    }
+    // A configured version pattern.
+    assert!(build_command(
+        "deploy",
+        Some("release"),
+        &opts(&[("version", "build-42"), ("env", "prod")]),
+        &["build-*".to_string()]
+    )
+    .is_ok());
 }
 
 #[test]
-fn release_refusals() {
-    let e = command_text("deploy", Some("release"), &opts(&[("env", "prod")])).unwrap_err();
+fn release_refusals_show_the_discord_grammar() {
+    let e = build("deploy", Some("release"), &opts(&[("env", "prod")])).unwrap_err();
     assert!(
         e.starts_with("missing version. Usage: /deploy release version:"),
         "{e}"
     );
-    let e = command_text("deploy", Some("release"), &opts(&[("version", "v1.0.0")])).unwrap_err();
+    let e = build("deploy", Some("release"), &opts(&[("version", "v1.0.0")])).unwrap_err();
     assert!(e.starts_with("missing env. Usage: /deploy release"), "{e}");
-    let e = command_text(
+    let e = build(
         "deploy",
         Some("release"),
         &opts(&[("version", "  "), ("env", "prod")]),
     )
     .unwrap_err();
     assert!(e.starts_with("missing version."), "{e}");
-    // A version the chat grammar would read as a subcommand or an option.
-    let e = command_text(
+    for bad in ["status", "--dry-run", "1.2"] {
+        let e = build(
+            "deploy",
+            Some("release"),
+            &opts(&[("version", bad), ("env", "prod")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("Usage: /deploy release version:<version> env:<env>"),
+            "{e}"
+        );
+    }
+    let e = build(
         "deploy",
         Some("release"),
-        &opts(&[("version", "status"), ("env", "prod")]),
+        &opts(&[("version", "v1.0.0"), ("env", "no such env!")]),
     )
     .unwrap_err();
-    assert!(e.starts_with("invalid version \"status\""), "{e}");
-    let e = command_text(
-        "deploy",
-        Some("release"),
-        &opts(&[("version", "--dry-run"), ("env", "prod")]),
-    )
-    .unwrap_err();
-    assert!(e.starts_with("invalid version"), "{e}");
-    let e = command_text(
-        "deploy",
-        Some("release"),
-        &opts(&[("version", "v1.0.0"), ("env", "prod"), ("dry_run", "maybe")]),
-    )
-    .unwrap_err();
-    assert!(e.starts_with("dry_run must be true or false"), "{e}");
+    assert!(e.starts_with("invalid environment name"), "{e}");
 }
 
 #[test]
-fn other_subcommands_text() {
-    type Case<'a> = (&'a str, Vec<(String, String)>, &'a str);
-    let cases: Vec<Case> = vec![
-        ("status", opts(&[]), "/deploy status"),
+fn other_subcommands() {
+    let staging = || EnvName::new("staging");
+    let cases: Vec<(&str, Vec<(String, OptionValue)>, Command)> = vec![
+        ("status", opts(&[]), Command::Status { env: None }),
         (
             "status",
             opts(&[("env", "staging")]),
-            "/deploy status staging",
+            Command::Status {
+                env: Some(staging()),
+            },
         ),
         (
             "history",
             opts(&[("env", "staging")]),
-            "/deploy history staging",
+            Command::History {
+                env: staging(),
+                limit: crate::core::command::HISTORY_DEFAULT_LIMIT,
+            },
         ),
         (
             "history",
             opts(&[("env", "staging"), ("limit", "5")]),
-            "/deploy history staging --limit 5",
+            Command::History {
+                env: staging(),
+                limit: 5,
+            },
         ),
         (
             "lock",
             opts(&[("env", "staging"), ("reason", "db work")]),
-            "/deploy lock staging db work",
+            Command::Lock {
+                env: staging(),
+                reason: "db work".into(),
+            },
         ),
         (
             "unlock",
             opts(&[("env", "staging")]),
-            "/deploy unlock staging",
+            Command::Unlock { env: staging() },
         ),
-        ("cancel", opts(&[("run", "42")]), "/deploy cancel 42"),
+        (
+            "cancel",
+            opts(&[("run", "42")]),
+            Command::Cancel {
+                run: crate::core::RunId(42),
+            },
+        ),
         (
             "why-not",
             opts(&[("version", "v1.2.0"), ("env", "staging")]),
-            "/deploy why-not v1.2.0 staging",
+            Command::WhyNot {
+                version: "v1.2.0".into(),
+                env: staging(),
+                service: None,
+            },
         ),
         (
             "why-not",
@@ -136,34 +214,64 @@ fn other_subcommands_text() {
                 ("env", "staging"),
                 ("service", "api"),
             ]),
-            "/deploy why-not v1.2.0 staging --service api",
+            Command::WhyNot {
+                version: "v1.2.0".into(),
+                env: staging(),
+                service: Some("api".into()),
+            },
         ),
-        ("help", opts(&[]), "/deploy help"),
+        ("help", opts(&[]), Command::Help),
     ];
     for (sub, options, want) in cases {
         assert_eq!(
-            command_text("deploy", Some(sub), &options),
-            Ok(want.to_string()),
+            build("deploy", Some(sub), &options),
+            Ok(want),
             "{sub} {options:?}"
         );
     }
     assert_eq!(
-        command_text(
+        build(
             "rollback",
             None,
             &opts(&[("env", "staging"), ("reason", "reason text")])
         ),
-        Ok("/rollback staging reason text".into())
+        Ok(Command::Rollback {
+            env: staging(),
+            reason: Some("reason text".into())
+        })
     );
     assert_eq!(
-        command_text("rollback", None, &opts(&[("env", "prod")])),
-        Ok("/rollback prod".into())
+        build("rollback", None, &opts(&[("env", "prod")])),
+        Ok(Command::Rollback {
+            env: EnvName::new("prod"),
+            reason: None
+        })
+    );
+    let e = build(
+        "deploy",
+        Some("history"),
+        &opts(&[("env", "staging"), ("limit", "500")]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "limit must be a number from 1 to 100, not \"500\". Usage: /deploy history env:<env> [limit:<n>]"
+    );
+    let e = build("deploy", Some("cancel"), &opts(&[("run", "0")])).unwrap_err();
+    assert!(
+        e.starts_with("\"0\" is not a run number. Usage: /deploy cancel run:"),
+        "{e}"
     );
 }
 
 #[test]
 fn missing_required_options() {
-    type Case<'a> = (&'a str, Option<&'a str>, Vec<(String, String)>, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<(String, OptionValue)>,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "deploy",
@@ -210,73 +318,39 @@ fn missing_required_options() {
     ];
     for (command, sub, options, want) in cases {
         assert_eq!(
-            command_text(command, sub, &options),
+            build(command, sub, &options),
             Err(want.to_string()),
             "{command} {sub:?}"
         );
     }
-    assert!(command_text("deploy", None, &[])
+    assert!(build("deploy", None, &[])
         .unwrap_err()
         .starts_with("choose a subcommand. Usage:"));
-    assert!(command_text("deploy", Some("nuke"), &[])
+    assert!(build("deploy", Some("nuke"), &[])
         .unwrap_err()
         .starts_with("unknown subcommand \"nuke\""));
-    assert!(command_text("ship", None, &[])
+    assert!(build("ship", None, &[])
         .unwrap_err()
         .starts_with("unknown command /ship"));
 }
 
-/// Every produced text parses back, through greenlight's own parser, to what was typed.
 #[test]
-fn quoting_round_trips_through_the_chat_parser() {
-    use crate::core::command::{parse, Command};
-    let tricky = [
-        "hotfix",
-        "fix for INC-1",
-        "it's \"quoted\" “smart”",
-        "--looks-like-an-option",
-        "a\"b'c",
-        "\"",
-    ];
-    for reason in tricky {
-        let text = command_text(
-            "deploy",
-            Some("release"),
-            &opts(&[("version", "v1.2.0"), ("env", "prod"), ("force", reason)]),
-        )
-        .unwrap();
-        match parse(&text) {
-            Some(Ok(Command::Deploy(d))) => {
-                assert_eq!(d.force.as_deref(), Some(reason), "{text}")
-            }
-            other => panic!("{text}: {other:?}"),
-        }
-        let text = command_text(
-            "deploy",
-            Some("lock"),
-            &opts(&[("env", "prod"), ("reason", reason)]),
-        )
-        .unwrap();
-        match parse(&text) {
-            Some(Ok(Command::Lock { reason: got, .. })) => assert_eq!(got, reason, "{text}"),
-            other => panic!("{text}: {other:?}"),
-        }
-        let text = command_text(
-            "rollback",
-            None,
-            &opts(&[("env", "prod"), ("reason", reason)]),
-        )
-        .unwrap();
-        match parse(&text) {
-            Some(Ok(Command::Rollback { reason: got, .. })) => {
-                assert_eq!(got.as_deref(), Some(reason), "{text}")
-            }
-            other => panic!("{text}: {other:?}"),
-        }
-    }
-    assert_eq!(quote("a b"), "\"a b\"");
-    assert_eq!(quote(""), "\"\"");
-    assert_eq!(quote("say \"hi\""), "\"say \"'\"'\"hi\"'\"'");
+fn mentions_carry_the_chat_grammar() {
+    let bot = "999";
+    assert_eq!(
+        mention_text("<@999> deploy v1.2.0 prod", bot).as_deref(),
+        Some("/deploy v1.2.0 prod")
+    );
+    assert_eq!(
+        mention_text("<@!999>   /rollback prod bad release", bot).as_deref(),
+        Some("/rollback prod bad release")
+    );
+    assert_eq!(
+        mention_text("deploy status <@999>", bot).as_deref(),
+        Some("/deploy status")
+    );
+    assert_eq!(mention_text("<@999> hello there", bot), None);
+    assert_eq!(mention_text("<@123> deploy v1.2.0 prod", bot), None);
 }
 
 fn envs() -> Vec<(String, String)> {
@@ -426,10 +500,7 @@ fn reaction_json(user: &str, emoji: &str) -> Value {
 fn reaction_dedup_follows_state_transitions() {
     let ledger = Mutex::new(ReactionLedger::new("s1", 2));
     let r: Reaction = serde_json::from_value(reaction_json("7", "✅")).unwrap();
-    let dedup = |added: bool| match reaction_inbound(&r, added, &ledger).unwrap() {
-        DiscordInbound::Reaction { dedup, .. } => dedup,
-        other => panic!("{other:?}"),
-    };
+    let dedup = |added: bool| reaction_inbound(&r, added, &ledger).unwrap().dedup.unwrap();
     let add1 = dedup(true);
     assert_eq!(add1, "r:300:400:7:white_check_mark:true:s1:1");
     assert_eq!(dedup(true), add1, "a duplicated dispatch keeps its dedup");
@@ -457,13 +528,17 @@ fn reaction_dedup_follows_state_transitions() {
     let full = reaction_inbound(&r, true, &Mutex::new(ReactionLedger::new("x", 5))).unwrap();
     assert_eq!(
         full,
-        DiscordInbound::Reaction {
-            dedup: "r:300:400:7:white_check_mark:true:x:1".into(),
+        Inbound {
+            platform: Platform::Discord,
+            dedup: Some("r:300:400:7:white_check_mark:true:x:1".into()),
             user: "7".into(),
             channel: "300".into(),
-            message_id: "400".into(),
-            emoji: "white_check_mark".into(),
-            added: true,
+            kind: Kind::Reaction {
+                message: "400".into(),
+                emoji: "white_check_mark".into(),
+                added: true,
+            },
+            response_url: None,
         }
     );
 }
@@ -484,7 +559,7 @@ fn interaction_json(data: Value) -> Value {
 }
 
 #[test]
-fn interaction_to_text() {
+fn interaction_to_command() {
     let raw = interaction_json(json!({
         "id": "1", "name": "deploy", "type": 1, "options": [
             {"name": "release", "type": 1, "options": [
@@ -500,8 +575,12 @@ fn interaction_to_text() {
     };
     assert_eq!(cmd.user.id.to_string(), "111111111111111111");
     assert_eq!(
-        interaction_text(&cmd.data),
-        Ok("/deploy v1.2.0 staging --force \"hotfix\" --dry-run".into())
+        interaction_command(&cmd.data, &[]),
+        Ok(Command::Deploy(DeployArgs {
+            force: Some("hotfix".into()),
+            dry_run: true,
+            ..release("v1.2.0", "staging")
+        }))
     );
 
     let raw = interaction_json(json!({
@@ -524,8 +603,11 @@ fn interaction_to_text() {
         )
     );
     assert_eq!(
-        interaction_text(&cmd.data),
-        Ok("/deploy history staging --limit 5".into())
+        interaction_command(&cmd.data, &[]),
+        Ok(Command::History {
+            env: EnvName::new("staging"),
+            limit: 5
+        })
     );
 
     let raw = interaction_json(json!({
@@ -538,8 +620,11 @@ fn interaction_to_text() {
         panic!("not a command")
     };
     assert_eq!(
-        interaction_text(&cmd.data),
-        Ok("/rollback prod error rate".into())
+        interaction_command(&cmd.data, &[]),
+        Ok(Command::Rollback {
+            env: EnvName::new("prod"),
+            reason: Some("error rate".into())
+        })
     );
 
     // serenity 0.12.5 refuses an interaction without attachment_size_limit.
@@ -555,6 +640,7 @@ fn settings(api_url: &str) -> DiscordSettings {
         token: "secret-token".into(),
         guild_id: 100,
         environments: envs(),
+        version_patterns: vec![],
         request_timeout: Duration::from_secs(5),
     }
 }
@@ -941,41 +1027,37 @@ async fn recv_op(socket: &mut WebSocket, op: u64) -> Value {
     }
 }
 
-struct TestSink {
-    commands: mpsc::UnboundedSender<DiscordInbound>,
-    reactions: mpsc::UnboundedSender<DiscordInbound>,
-    /// A `cancel` command answers only once this is released.
-    gate: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
-}
-
-impl DiscordSink for TestSink {
-    fn on_command(
-        &self,
-        inbound: DiscordInbound,
-    ) -> Pin<Box<dyn Future<Output = CommandAnswer> + Send>> {
-        let _ = self.commands.send(inbound.clone());
-        let gate = match &inbound {
-            DiscordInbound::Command { text, .. } if text.contains("cancel") => {
-                self.gate.lock().unwrap().take()
-            }
+/// The app's side for the gateway test: every event goes to `events`; a command is answered
+/// "got <command>" (ephemeral for `status`), a `cancel` only once `gate` is released.
+fn test_inbox(
+    events: mpsc::UnboundedSender<Inbound>,
+    gate: tokio::sync::oneshot::Receiver<()>,
+) -> Inbox {
+    let gate = Arc::new(Mutex::new(Some(gate)));
+    Inbox::new(move |inbound: Inbound, reply: crate::chat::Reply| {
+        let _ = events.send(inbound.clone());
+        let gate = match &inbound.kind {
+            Kind::Command(Command::Cancel { .. }) => gate.lock().unwrap().take(),
             _ => None,
         };
-        Box::pin(async move {
+        tokio::spawn(async move {
             if let Some(gate) = gate {
                 let _ = gate.await;
             }
-            let DiscordInbound::Command { text, .. } = inbound else {
-                unreachable!()
+            let answer = match &inbound.kind {
+                Kind::Command(c) => Some(Answer {
+                    text: format!("got {c:?}"),
+                    visibility: Visibility::private(matches!(c, Command::Status { .. })),
+                }),
+                _ => None,
             };
-            CommandAnswer {
-                text: format!("got {text}"),
-                ephemeral: text.contains("status"),
-            }
-        })
-    }
-    fn on_reaction(&self, inbound: DiscordInbound) {
-        let _ = self.reactions.send(inbound);
-    }
+            let _ = reply.send(Ok(Handled {
+                answer,
+                ..Default::default()
+            }));
+        });
+        async { true }
+    })
 }
 
 #[tokio::test]
@@ -988,15 +1070,11 @@ async fn gateway_end_to_end() {
     let mut s = settings(&base);
     s.gateway_url = Some(format!("{}/gateway", base.replace("http://", "ws://")));
 
-    let (ctx, mut commands) = mpsc::unbounded_channel();
-    let (rtx, mut reactions) = mpsc::unbounded_channel();
+    let (etx, mut events) = mpsc::unbounded_channel();
     let (release_slow, gate) = tokio::sync::oneshot::channel();
-    let sink = Arc::new(TestSink {
-        commands: ctx,
-        reactions: rtx,
-        gate: Mutex::new(Some(gate)),
-    });
-    let gateway = within(Gateway::start(&s, sink)).await.unwrap();
+    let gateway = within(Gateway::start(&s, test_inbox(etx, gate)))
+        .await
+        .unwrap();
     assert!(!gateway.connected());
 
     // serenity asks for the gateway URL through the REST base even with an override.
@@ -1041,14 +1119,17 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "INTERACTION_CREATE", "s": 2, "d": interaction_json(release)}),
     )
     .await;
-    let inbound = within(commands.recv()).await.unwrap();
+    let inbound = within(events.recv()).await.unwrap();
+    let deploy = Command::Deploy(self::release("v1.2.0", "staging"));
     assert_eq!(
         inbound,
-        DiscordInbound::Command {
-            dedup: "900".into(),
+        Inbound {
+            platform: Platform::Discord,
+            dedup: Some("900".into()),
             user: "111111111111111111".into(),
             channel: "300".into(),
-            text: "/deploy v1.2.0 staging".into(),
+            kind: Kind::Command(deploy.clone()),
+            response_url: None,
         }
     );
     let hit = within(hits.recv()).await.unwrap();
@@ -1057,7 +1138,7 @@ async fn gateway_end_to_end() {
         ("POST", "/api/v10/interactions/900/tok/callback")
     );
     assert_eq!(hit.body["type"], 4);
-    assert_eq!(hit.body["data"]["content"], "got /deploy v1.2.0 staging");
+    assert_eq!(hit.body["data"]["content"], format!("got {deploy:?}"));
     assert_eq!(hit.body["data"]["flags"].as_u64().unwrap_or(0) & 64, 0);
 
     // A command with a missing option never reaches the sink: ephemeral usage at once.
@@ -1086,10 +1167,8 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "INTERACTION_CREATE", "s": 4, "d": status}),
     )
     .await;
-    let inbound = within(commands.recv()).await.unwrap();
-    assert!(
-        matches!(inbound, DiscordInbound::Command { ref text, .. } if text == "/deploy status")
-    );
+    let inbound = within(events.recv()).await.unwrap();
+    assert_eq!(inbound.kind, Kind::Command(Command::Status { env: None }));
     let hit = within(hits.recv()).await.unwrap();
     assert_eq!(hit.path, "/api/v10/interactions/902/tok/callback");
     assert_eq!(hit.body["data"]["flags"], 64);
@@ -1103,10 +1182,11 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "INTERACTION_CREATE", "s": 5, "d": cancel}),
     )
     .await;
-    let inbound = within(commands.recv()).await.unwrap();
-    assert!(
-        matches!(inbound, DiscordInbound::Command { ref text, .. } if text == "/deploy cancel 7")
-    );
+    let inbound = within(events.recv()).await.unwrap();
+    let cancel = Command::Cancel {
+        run: crate::core::RunId(7),
+    };
+    assert_eq!(inbound.kind, Kind::Command(cancel.clone()));
     let hit = within(hits.recv()).await.unwrap();
     assert_eq!(hit.path, "/api/v10/interactions/903/tok/callback");
     assert_eq!(hit.body["type"], 5);
@@ -1117,7 +1197,7 @@ async fn gateway_end_to_end() {
         (hit.method.as_str(), hit.path.as_str()),
         ("PATCH", "/api/v10/webhooks/55/tok/messages/@original")
     );
-    assert_eq!(hit.body["content"], "got /deploy cancel 7");
+    assert_eq!(hit.body["content"], format!("got {cancel:?}"));
 
     // Reactions: the bot's own is ignored; add, duplicate, remove.
     let own = reaction_json("999", "✅");
@@ -1132,16 +1212,20 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "MESSAGE_REACTION_ADD", "s": 7, "d": add}),
     )
     .await;
-    let first = within(reactions.recv()).await.unwrap();
+    let first = within(events.recv()).await.unwrap();
     assert_eq!(
         first,
-        DiscordInbound::Reaction {
-            dedup: "r:300:400:111111111111111111:+1:true:sess1:1".into(),
+        Inbound {
+            platform: Platform::Discord,
+            dedup: Some("r:300:400:111111111111111111:+1:true:sess1:1".into()),
             user: "111111111111111111".into(),
             channel: "300".into(),
-            message_id: "400".into(),
-            emoji: "+1".into(),
-            added: true,
+            kind: Kind::Reaction {
+                message: "400".into(),
+                emoji: "+1".into(),
+                added: true,
+            },
+            response_url: None,
         }
     );
     send_json(
@@ -1149,7 +1233,7 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "MESSAGE_REACTION_ADD", "s": 8, "d": add}),
     )
     .await;
-    let dup = within(reactions.recv()).await.unwrap();
+    let dup = within(events.recv()).await.unwrap();
     assert_eq!(dup, first);
     let remove = reaction_json("111111111111111111", "👍🏻");
     send_json(
@@ -1157,13 +1241,12 @@ async fn gateway_end_to_end() {
         json!({"op": 0, "t": "MESSAGE_REACTION_REMOVE", "s": 9, "d": remove}),
     )
     .await;
-    match within(reactions.recv()).await.unwrap() {
-        DiscordInbound::Reaction { added, dedup, .. } => {
-            assert!(!added);
-            assert_eq!(dedup, "r:300:400:111111111111111111:+1:false:sess1:2");
-        }
-        other => panic!("{other:?}"),
-    }
+    let removed = within(events.recv()).await.unwrap();
+    assert!(matches!(removed.kind, Kind::Reaction { added: false, .. }));
+    assert_eq!(
+        removed.dedup.as_deref(),
+        Some("r:300:400:111111111111111111:+1:false:sess1:2")
+    );
 
     // Shutdown closes the socket; reading it answers the close frame.
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = socket.recv().await {} });
@@ -1172,7 +1255,7 @@ async fn gateway_end_to_end() {
     within(reader).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(4), "no clean close");
     assert!(
-        reactions.try_recv().is_err(),
+        events.try_recv().is_err(),
         "the bot's own reaction was delivered"
     );
 }

@@ -59,6 +59,7 @@ use slack_morphism::signature_verifier::{
 use slack_morphism::{SlackActionId, SlackMessageContent, SlackReactionsItem, SlackSigningSecret};
 
 pub use crate::chat::error::{DeliveryError, ErrorKind};
+use crate::chat::inbound::{Button, Inbound, Kind};
 use crate::core::text::{error_chain, one_line};
 
 // ---------------------------------------------------------------------------------------------
@@ -78,10 +79,6 @@ pub struct SlackSettings {
     pub request_timeout: Duration,
 }
 
-/// `action_id` of a checklist item's Approve button.
-pub const APPROVE_ACTION_ID: &str = "greenlight_approve";
-/// `action_id` of a checklist item's Veto button.
-pub const VETO_ACTION_ID: &str = "greenlight_veto";
 /// `block_id` of the actions block carrying both buttons.
 pub const ACTIONS_BLOCK_ID: &str = "greenlight_review";
 /// Socket Mode reconnect pause used by [`SocketMode::start`] (slack-morphism's default is 30 s).
@@ -100,42 +97,6 @@ const PLATFORM: Platform = Platform::Slack;
 // Pure conversion
 // ---------------------------------------------------------------------------------------------
 
-/// Something that arrived from Slack (ids raw, as Slack sends them).
-#[derive(Clone, Debug, PartialEq)]
-pub enum SlackInbound {
-    /// A slash command. `dedup` is its `trigger_id`.
-    Command {
-        dedup: String,
-        user: String,
-        channel: String,
-        /// `"/deploy"` or `"/rollback"`
-        command: String,
-        text: String,
-        response_url: String,
-    },
-    /// `reaction_added` (`added: true`) or `reaction_removed` on a message. `dedup` is the
-    /// event's `event_id`.
-    Reaction {
-        dedup: String,
-        user: String,
-        channel: String,
-        ts: String,
-        reaction: String,
-        added: bool,
-    },
-    /// A click on a checklist item's Approve / Veto button (block_actions). `dedup` is the
-    /// interaction's `trigger_id`; `response_url` is empty when Slack sent none.
-    Action {
-        dedup: String,
-        user: String,
-        channel: String,
-        message_ts: String,
-        /// `"greenlight_approve"` | `"greenlight_veto"` (raw: other ids pass through)
-        action_id: String,
-        response_url: String,
-    },
-}
-
 /// What a `/slack/events` body asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventsBody {
@@ -143,7 +104,7 @@ pub enum EventsBody {
     UrlVerification {
         challenge: String,
     },
-    Inbound(SlackInbound),
+    Inbound(Inbound),
     /// Well-formed but nothing greenlight acts on: answer 200.
     Ignored,
 }
@@ -189,8 +150,9 @@ pub fn verify_signature(
     }
 }
 
-/// `application/x-www-form-urlencoded` slash command body -> [`SlackInbound::Command`].
-pub fn parse_command_form(body: &[u8]) -> Result<SlackInbound, String> {
+/// `application/x-www-form-urlencoded` slash command body -> a [`Kind::Message`] in the chat
+/// grammar (`/deploy` + its text), deduplicated on its `trigger_id`.
+pub fn parse_command_form(body: &[u8]) -> Result<Inbound, String> {
     let event: SlackCommandEvent = from_form(body)?;
     Ok(command_to_inbound(&event))
 }
@@ -214,8 +176,9 @@ pub fn parse_events_json(body: &[u8]) -> Result<EventsBody, String> {
 }
 
 /// `payload=<json>` form of `/slack/interactions` (slack-morphism's `SlackInteractionEvent`):
-/// `block_actions` -> [`SlackInbound::Action`]; any other interaction is an error.
-pub fn parse_interaction_form(body: &[u8]) -> Result<SlackInbound, String> {
+/// `block_actions` on one of greenlight's buttons -> a [`Kind::Click`]; `None` for another
+/// button (ignored); any other interaction is an error.
+pub fn parse_interaction_form(body: &[u8]) -> Result<Option<Inbound>, String> {
     #[derive(serde::Deserialize)]
     struct Form {
         payload: String,
@@ -241,19 +204,24 @@ fn from_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
         .map_err(|e| format!("bad form: {}", one_line(&e.to_string())))
 }
 
-fn command_to_inbound(event: &SlackCommandEvent) -> SlackInbound {
-    SlackInbound::Command {
-        dedup: event.trigger_id.0.clone(),
+pub(super) fn command_to_inbound(event: &SlackCommandEvent) -> Inbound {
+    let text = event.text.clone().unwrap_or_default();
+    Inbound {
+        platform: PLATFORM,
+        dedup: Some(event.trigger_id.0.clone()),
         user: event.user_id.0.clone(),
         channel: event.channel_id.0.clone(),
-        command: event.command.0.clone(),
-        text: event.text.clone().unwrap_or_default(),
-        response_url: event.response_url.0.to_string(),
+        kind: Kind::Message {
+            text: format!("{} {text}", event.command.0),
+            thread: None,
+        },
+        response_url: Some(event.response_url.0.to_string()),
     }
 }
 
-/// `reaction_added` / `reaction_removed` on a message; `None` for everything else.
-fn push_to_inbound(cb: &SlackPushEventCallback) -> Option<SlackInbound> {
+/// `reaction_added` / `reaction_removed` on a message, deduplicated on the event's `event_id`;
+/// `None` for everything else.
+pub(super) fn push_to_inbound(cb: &SlackPushEventCallback) -> Option<Inbound> {
     let (user, reaction, item, added) = match &cb.event {
         SlackEventCallbackBody::ReactionAdded(e) => (&e.user, &e.reaction, &e.item, true),
         SlackEventCallbackBody::ReactionRemoved(e) => (&e.user, &e.reaction, &e.item, false),
@@ -263,17 +231,25 @@ fn push_to_inbound(cb: &SlackPushEventCallback) -> Option<SlackInbound> {
         return None;
     };
     let channel = message.origin.channel.as_ref()?;
-    Some(SlackInbound::Reaction {
-        dedup: cb.event_id.0.clone(),
+    Some(Inbound {
+        platform: PLATFORM,
+        dedup: Some(cb.event_id.0.clone()),
         user: user.0.clone(),
         channel: channel.0.clone(),
-        ts: message.origin.ts.0.clone(),
-        reaction: reaction.0.clone(),
-        added,
+        kind: Kind::Reaction {
+            message: message.origin.ts.0.clone(),
+            emoji: reaction.0.clone(),
+            added,
+        },
+        response_url: None,
     })
 }
 
-fn interaction_to_inbound(event: &SlackInteractionEvent) -> Result<SlackInbound, String> {
+/// A click on a checklist item's Approve / Veto button (block_actions), deduplicated on the
+/// interaction's `trigger_id`. `None` for a button greenlight does not know.
+pub(super) fn interaction_to_inbound(
+    event: &SlackInteractionEvent,
+) -> Result<Option<Inbound>, String> {
     let SlackInteractionEvent::BlockActions(ba) = event else {
         return Err("not a block_actions interaction".into());
     };
@@ -302,18 +278,21 @@ fn interaction_to_inbound(event: &SlackInteractionEvent) -> Result<SlackInbound,
         .as_ref()
         .and_then(|a| a.first())
         .ok_or("block_actions without an action")?;
-    Ok(SlackInbound::Action {
-        dedup: ba.trigger_id.0.clone(),
+    let Some(button) = Button::from_action_id(&action.action_id.0) else {
+        tracing::debug!(action_id = %action.action_id.0, "slack: a click on an unknown button, ignored");
+        return Ok(None);
+    };
+    Ok(Some(Inbound {
+        platform: PLATFORM,
+        dedup: Some(ba.trigger_id.0.clone()),
         user,
         channel,
-        message_ts: message_ts.0.clone(),
-        action_id: action.action_id.0.clone(),
-        response_url: ba
-            .response_url
-            .as_ref()
-            .map(|u| u.0.to_string())
-            .unwrap_or_default(),
-    })
+        kind: Kind::Click {
+            message: message_ts.0.clone(),
+            button,
+        },
+        response_url: ba.response_url.as_ref().map(|u| u.0.to_string()),
+    }))
 }
 
 /// The message body: `text` as the notification fallback, the same text as mrkdwn section(s),
@@ -337,8 +316,16 @@ fn message_content(text: &str, buttons: bool) -> SlackMessageContent {
         };
         blocks.push(
             SlackActionsBlock::new(vec![
-                button(APPROVE_ACTION_ID, "Approve", SlackBlockButtonStyle::Primary),
-                button(VETO_ACTION_ID, "Veto", SlackBlockButtonStyle::Danger),
+                button(
+                    Button::Approve.action_id(),
+                    "Approve",
+                    SlackBlockButtonStyle::Primary,
+                ),
+                button(
+                    Button::Veto.action_id(),
+                    "Veto",
+                    SlackBlockButtonStyle::Danger,
+                ),
             ])
             .with_block_id(ACTIONS_BLOCK_ID.to_string().into())
             .into(),
@@ -380,6 +367,7 @@ fn split_sections(text: &str) -> Vec<String> {
 }
 
 mod client;
+pub mod http;
 mod socket;
 #[cfg(test)]
 mod tests;

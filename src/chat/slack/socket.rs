@@ -3,6 +3,7 @@
 
 use super::client::build_connector_with;
 use super::*;
+use crate::chat::inbound::Inbox;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,9 +30,9 @@ use tracing::{debug, warn};
 // Socket Mode (IO)
 // ---------------------------------------------------------------------------------------------
 
-/// Where converted Socket Mode events go; stored in the listener's user state because
-/// slack-morphism's callbacks are `fn` pointers.
-pub(super) struct InboundSink(Arc<dyn Fn(SlackInbound) + Send + Sync>);
+/// Where converted Socket Mode events go (the app's inbox); stored in the listener's user state
+/// because slack-morphism's callbacks are `fn` pointers.
+pub(super) struct InboundSink(Inbox);
 
 /// The Socket Mode connection's state, reported as `greenlight_platform_connected{platform=
 /// "slack"}` and by `/readyz`. slack-morphism has no callback for a closed socket (module docs),
@@ -185,8 +186,12 @@ impl std::fmt::Display for AckWithoutPayload {
 
 impl std::error::Error for AckWithoutPayload {}
 
-pub(super) async fn deliver(state: &SlackClientEventsUserState, inbound: SlackInbound) {
-    let (sink, watch) = {
+/// Hands `inbound` to the app and waits until its effects are written: the envelope is acked
+/// when the callback returns, so an acked command is never lost by a crash (Slack redelivers
+/// an unacked one; its id makes the redelivery act once). Handling a command takes
+/// milliseconds (the slow work runs after it), well within Slack's 3 s.
+pub(super) async fn deliver(state: &SlackClientEventsUserState, inbound: Inbound) {
+    let (inbox, watch) = {
         let state = state.read().await;
         (
             state.get_user_state::<InboundSink>().map(|s| s.0.clone()),
@@ -197,9 +202,13 @@ pub(super) async fn deliver(state: &SlackClientEventsUserState, inbound: SlackIn
     if let Some(watch) = watch {
         watch.hello();
     }
-    match sink {
-        Some(sink) => sink(inbound),
-        None => warn!("slack socket mode: no sink for an inbound event"),
+    match inbox {
+        Some(inbox) => {
+            if let Err(e) = inbox.handle(inbound).await {
+                warn!(error = %e, "slack socket mode: an event was not handled");
+            }
+        }
+        None => warn!("slack socket mode: no inbox for an inbound event"),
     }
 }
 
@@ -245,7 +254,8 @@ pub(super) async fn on_interaction(
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     match interaction_to_inbound(&event) {
-        Ok(inbound) => {
+        Ok(None) => {}
+        Ok(Some(inbound)) => {
             debug!(kind = "action", "slack socket mode inbound");
             deliver(&state, inbound).await;
         }
@@ -276,22 +286,22 @@ pub struct SocketMode {
 
 impl SocketMode {
     /// Connects with [`DEFAULT_RECONNECT_TIMEOUT`]. Slash commands, `reaction_added` /
-    /// `reaction_removed` and `block_actions` are converted and handed to `sink`, which must
-    /// return at once: the envelope is acked only after it returns. The connection state goes
+    /// `reaction_removed` and `block_actions` are converted and handed to `inbox`; an envelope
+    /// is acked once the app has handled it and written its effects. The connection state goes
     /// to `telemetry` (not connected until the first `hello`).
     pub async fn start(
         settings: &SlackSettings,
-        sink: Arc<dyn Fn(SlackInbound) + Send + Sync>,
+        inbox: Inbox,
         telemetry: &Telemetry,
     ) -> Result<SocketMode, String> {
-        Self::start_with_reconnect(settings, sink, telemetry, DEFAULT_RECONNECT_TIMEOUT).await
+        Self::start_with_reconnect(settings, inbox, telemetry, DEFAULT_RECONNECT_TIMEOUT).await
     }
 
     /// As [`SocketMode::start`], with the pause between reconnect attempts (whole seconds, at
     /// least 1: slack-morphism counts in seconds).
     pub async fn start_with_reconnect(
         settings: &SlackSettings,
-        sink: Arc<dyn Fn(SlackInbound) + Send + Sync>,
+        inbox: Inbox,
         telemetry: &Telemetry,
         reconnect_timeout: Duration,
     ) -> Result<SocketMode, String> {
@@ -319,7 +329,7 @@ impl SocketMode {
         let environment = Arc::new(
             SlackClientEventsListenerEnvironment::new(client)
                 .with_error_handler(on_listener_error)
-                .with_user_state(InboundSink(sink))
+                .with_user_state(InboundSink(inbox))
                 .with_user_state(watch),
         );
         let callbacks = SlackSocketModeListenerCallbacks::new()

@@ -1,6 +1,7 @@
 use super::client::*;
 use super::socket::*;
 use super::*;
+use crate::chat::inbound::{Button, Handled, Inbound, Inbox, Kind};
 use crate::core::Platform;
 use crate::telemetry::Telemetry;
 use axum::extract::{Path, State};
@@ -55,13 +56,16 @@ fn command_form_becomes_command() {
     ]);
     assert_eq!(
         parse_command_form(body.as_bytes()).unwrap(),
-        SlackInbound::Command {
-            dedup: "13345224609.738474920.8088930838d88f008e0".into(),
+        Inbound {
+            platform: Platform::Slack,
+            dedup: Some("13345224609.738474920.8088930838d88f008e0".into()),
             user: "U01ALICE".into(),
             channel: "C01DEPLOYS".into(),
-            command: "/deploy".into(),
-            text: "v1.2.0 prod --force \"hotfix: login & <checkout>\"".into(),
-            response_url: "https://hooks.slack.com/commands/1234/5678/abcdef".into(),
+            kind: Kind::Message {
+                text: "/deploy v1.2.0 prod --force \"hotfix: login & <checkout>\"".into(),
+                thread: None,
+            },
+            response_url: Some("https://hooks.slack.com/commands/1234/5678/abcdef".into()),
         }
     );
 }
@@ -73,22 +77,19 @@ fn command_form_with_plus_spaces_and_empty_text() {
         &user_id=U1&user_name=bob&command=%2Frollback&text=prod+bad+release\
         &api_app_id=A1&is_enterprise_install=false\
         &response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1%2F1%2Fx&trigger_id=1.2.3";
-    match parse_command_form(body.as_bytes()).unwrap() {
-        SlackInbound::Command { command, text, .. } => {
-            assert_eq!(command, "/rollback");
-            assert_eq!(text, "prod bad release");
-        }
+    match parse_command_form(body.as_bytes()).unwrap().kind {
+        Kind::Message { text, .. } => assert_eq!(text, "/rollback prod bad release"),
         other => panic!("{other:?}"),
     }
     // A sloppily encoded body (raw space and quote) still decodes.
     let raw = body.replace("text=prod+bad+release", "text=prod \"bad\"");
-    match parse_command_form(raw.as_bytes()).unwrap() {
-        SlackInbound::Command { text, .. } => assert_eq!(text, "prod \"bad\""),
+    match parse_command_form(raw.as_bytes()).unwrap().kind {
+        Kind::Message { text, .. } => assert_eq!(text, "/rollback prod \"bad\""),
         other => panic!("{other:?}"),
     }
     let empty = body.replace("text=prod+bad+release", "text=");
-    match parse_command_form(empty.as_bytes()).unwrap() {
-        SlackInbound::Command { text, .. } => assert_eq!(text, ""),
+    match parse_command_form(empty.as_bytes()).unwrap().kind {
+        Kind::Message { text, .. } => assert_eq!(text, "/rollback "),
         other => panic!("{other:?}"),
     }
 }
@@ -134,13 +135,17 @@ fn reaction_added_and_removed() {
         let body = serde_json::to_vec(&reaction_event(kind)).unwrap();
         assert_eq!(
             parse_events_json(&body).unwrap(),
-            EventsBody::Inbound(SlackInbound::Reaction {
-                dedup: "Ev0PV52K21".into(),
+            EventsBody::Inbound(Inbound {
+                platform: Platform::Slack,
+                dedup: Some("Ev0PV52K21".into()),
                 user: "U01BOB".into(),
                 channel: "C01DEPLOYS".into(),
-                ts: "1360782400.498405".into(),
-                reaction: "white_check_mark".into(),
-                added,
+                kind: Kind::Reaction {
+                    message: "1360782400.498405".into(),
+                    emoji: "white_check_mark".into(),
+                    added,
+                },
+                response_url: None,
             })
         );
     }
@@ -248,15 +253,23 @@ fn block_actions_becomes_action() {
     let body = payload_form(&block_actions_payload());
     assert_eq!(
         parse_interaction_form(body.as_bytes()).unwrap(),
-        SlackInbound::Action {
-            dedup: "12466734323.1395872398.f0e0b8a8c8".into(),
+        Some(Inbound {
+            platform: Platform::Slack,
+            dedup: Some("12466734323.1395872398.f0e0b8a8c8".into()),
             user: "U01BOB".into(),
             channel: "C01DEPLOYS".into(),
-            message_ts: "1548261231.000200".into(),
-            action_id: "greenlight_veto".into(),
-            response_url: "https://hooks.slack.com/actions/T0001/1234/abcd".into(),
-        }
+            kind: Kind::Click {
+                message: "1548261231.000200".into(),
+                button: Button::Veto,
+            },
+            response_url: Some("https://hooks.slack.com/actions/T0001/1234/abcd".into()),
+        })
     );
+    // A button greenlight does not know is ignored.
+    let mut other = block_actions_payload();
+    other["actions"][0]["action_id"] = json!("someone_elses_button");
+    let body = payload_form(&other);
+    assert_eq!(parse_interaction_form(body.as_bytes()).unwrap(), None);
 }
 
 #[test]
@@ -375,11 +388,17 @@ fn message_blocks() {
     assert_eq!(c["blocks"][0]["text"]["text"], "*run 42* ok");
     let actions = &c["blocks"][1];
     assert_eq!(actions["type"], "actions");
-    assert_eq!(actions["elements"][0]["action_id"], APPROVE_ACTION_ID);
+    assert_eq!(
+        actions["elements"][0]["action_id"],
+        Button::Approve.action_id()
+    );
     assert_eq!(actions["elements"][0]["text"]["text"], "Approve");
     assert_eq!(actions["elements"][0]["text"]["type"], "plain_text");
     assert_eq!(actions["elements"][0]["style"], "primary");
-    assert_eq!(actions["elements"][1]["action_id"], VETO_ACTION_ID);
+    assert_eq!(
+        actions["elements"][1]["action_id"],
+        Button::Veto.action_id()
+    );
     assert_eq!(actions["elements"][1]["text"]["text"], "Veto");
     assert_eq!(actions["elements"][1]["style"], "danger");
     let plain = serde_json::to_value(message_content("x", false)).unwrap();
@@ -671,14 +690,21 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
     *fake.ws_url.lock().unwrap() = format!("ws://{addr}/ws");
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink: Arc<dyn Fn(SlackInbound) + Send + Sync> = Arc::new(move |i| {
-        let _ = in_tx.send(i);
+    // The app's side: each event with its reply channel, answered by the test.
+    let (in_tx, mut in_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Inbound, crate::chat::Reply)>();
+    let inbox = Inbox::new(move |inbound, reply| {
+        let sent = in_tx.send((inbound, reply)).is_ok();
+        async move { sent }
     });
+    let handled = |(inbound, reply): (Inbound, crate::chat::Reply)| {
+        let _ = reply.send(Ok(Handled::default()));
+        inbound
+    };
     let telemetry = Telemetry::new();
     let sm = SocketMode::start_with_reconnect(
         &settings(&format!("http://{addr}/api/")),
-        sink,
+        inbox,
         &telemetry,
         Duration::from_secs(1),
     )
@@ -709,6 +735,30 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
                "accepts_response_payload": true}),
     )
     .await;
+    let (inbound, reply) = within(in_rx.recv()).await.unwrap();
+    assert_eq!(
+        inbound,
+        Inbound {
+            platform: Platform::Slack,
+            dedup: Some("111.222.abc".into()),
+            user: "U01ALICE".into(),
+            channel: "C01DEPLOYS".into(),
+            kind: Kind::Message {
+                text: "/deploy v1.2.0 prod".into(),
+                thread: None,
+            },
+            response_url: Some("https://hooks.slack.com/commands/T0001/1/x".into()),
+        }
+    );
+    // Not acked while the app has not handled (and written) it: a crash now loses nothing,
+    // Slack redelivers.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), next_text(&mut socket))
+            .await
+            .is_err(),
+        "acked before the command was handled"
+    );
+    let _ = reply.send(Ok(Handled::default()));
     // Acked with no payload: nothing is shown to the user until greenlight answers.
     assert_eq!(
         next_text(&mut socket).await,
@@ -717,17 +767,6 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
     // The hello (handled before the envelope) marked the connection up.
     assert_eq!(telemetry.connected_gauge(Platform::Slack), 1);
     assert!(telemetry.problems(|_| 0).is_empty());
-    assert_eq!(
-        within(in_rx.recv()).await.unwrap(),
-        SlackInbound::Command {
-            dedup: "111.222.abc".into(),
-            user: "U01ALICE".into(),
-            channel: "C01DEPLOYS".into(),
-            command: "/deploy".into(),
-            text: "v1.2.0 prod".into(),
-            response_url: "https://hooks.slack.com/commands/T0001/1/x".into(),
-        }
-    );
 
     send(
         &mut socket,
@@ -736,13 +775,15 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
                "retry_attempt": 0, "retry_reason": ""}),
     )
     .await;
+    let inbound = handled(within(in_rx.recv()).await.unwrap());
     assert_eq!(
         next_text(&mut socket).await,
         json!({"envelope_id": "env-2"})
     );
     assert!(matches!(
-        within(in_rx.recv()).await.unwrap(),
-        SlackInbound::Reaction { added: false, ref dedup, .. } if dedup == "Ev0PV52K21"
+        inbound,
+        Inbound { kind: Kind::Reaction { added: false, .. }, ref dedup, .. }
+            if dedup.as_deref() == Some("Ev0PV52K21")
     ));
 
     send(
@@ -751,13 +792,17 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
                "type": "interactive", "accepts_response_payload": false}),
     )
     .await;
+    let inbound = handled(within(in_rx.recv()).await.unwrap());
     assert_eq!(
         next_text(&mut socket).await,
         json!({"envelope_id": "env-3"})
     );
     assert!(matches!(
-        within(in_rx.recv()).await.unwrap(),
-        SlackInbound::Action { ref action_id, .. } if action_id == "greenlight_veto"
+        inbound.kind,
+        Kind::Click {
+            button: Button::Veto,
+            ..
+        }
     ));
 
     // `disconnect` makes slack-morphism open a new connection through apps.connections.open.
@@ -786,16 +831,14 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
                "type": "events_api", "accepts_response_payload": false}),
     )
     .await;
+    let inbound = handled(within(in_rx.recv()).await.unwrap());
     assert_eq!(
         next_text(&mut second).await,
         json!({"envelope_id": "env-4"})
     );
     // No hello on this socket, but an envelope came through it: connected.
     assert_eq!(telemetry.connected_gauge(Platform::Slack), 1);
-    assert!(matches!(
-        within(in_rx.recv()).await.unwrap(),
-        SlackInbound::Reaction { added: true, .. }
-    ));
+    assert!(matches!(inbound.kind, Kind::Reaction { added: true, .. }));
 
     sm.shutdown().await;
     // The client closes its socket; no new connection is opened.
@@ -812,8 +855,8 @@ async fn socket_mode_converts_acks_and_reconnects_on_disconnect() {
 async fn socket_mode_needs_an_app_token() {
     let mut s = settings("https://slack.com/api/");
     s.app_token = None;
-    let sink: Arc<dyn Fn(SlackInbound) + Send + Sync> = Arc::new(|_| {});
-    assert!(SocketMode::start(&s, sink, &Telemetry::new())
+    let inbox = Inbox::new(|_, _| async { false });
+    assert!(SocketMode::start(&s, inbox, &Telemetry::new())
         .await
         .is_err());
 }
