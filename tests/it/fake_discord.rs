@@ -887,6 +887,29 @@ impl FakeDiscord {
         inner.dispatch(t, d, true, None);
     }
 
+    /// A person posts `content` in `channel_id`: stored, and MESSAGE_CREATE as Discord sends it
+    /// (its `mentions` are the users named `<@id>` in the content; dropped without
+    /// GUILD_MESSAGES). Returns the message id.
+    pub fn user_message(&self, user_id: &str, channel_id: &str, content: &str) -> String {
+        let mut inner = self.lock();
+        let mut m = inner.new_message(channel_id, &json!({ "content": content }), 0);
+        m.author = user_id.to_string();
+        let id = m.id.clone();
+        inner.messages.push(m);
+        let mut d = inner.message_json(&inner.messages[inner.messages.len() - 1]);
+        let mentioned: Vec<Value> = content
+            .split("<@")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('>'))
+            .map(|(id, _)| inner.user_json(id.trim_start_matches('!')))
+            .collect();
+        d["mentions"] = json!(mentioned);
+        d["guild_id"] = json!(GUILD_ID);
+        d["member"] = inner.partial_member_json(user_id);
+        inner.dispatch("MESSAGE_CREATE", d, true, None);
+        id
+    }
+
     /// Pushes any dispatch as is (recorded like the others; not "pushed" for `duplicate_last`).
     pub fn dispatch_raw(&self, t: &str, d: Value) {
         self.lock().dispatch(t, d, false, None);
