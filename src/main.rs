@@ -335,7 +335,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
     let slack = match std::env::var("SLACK_BOT_TOKEN") {
         Ok(token) if !token.is_empty() => {
             let sc = cfg.slack.clone().unwrap_or(config::SlackConfig {
-                mode: "socket".into(),
+                mode: config::SlackMode::Socket,
                 api_url: "https://slack.com/api/".into(),
             });
             let settings = greenlight::chat::slack::SlackSettings {
@@ -348,13 +348,15 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             };
             let client = greenlight::chat::slack::SlackClient::new(&settings)
                 .map_err(|e| anyhow::anyhow!("[slack] {e}"))?;
-            let secret = match sc.mode.as_str() {
-                "http" => Some(std::env::var("SLACK_SIGNING_SECRET").map_err(|_| {
-                    anyhow::anyhow!(
-                        "[slack] mode = \"http\" needs SLACK_SIGNING_SECRET in the environment"
-                    )
-                })?),
-                _ => {
+            let secret = match sc.mode {
+                config::SlackMode::Http => {
+                    Some(std::env::var("SLACK_SIGNING_SECRET").map_err(|_| {
+                        anyhow::anyhow!(
+                            "[slack] mode = \"http\" needs SLACK_SIGNING_SECRET in the environment"
+                        )
+                    })?)
+                }
+                config::SlackMode::Socket => {
                     if settings.app_token.is_none() {
                         anyhow::bail!("[slack] Socket Mode needs SLACK_APP_TOKEN (xapp-...) in the environment, or set mode = \"http\"");
                     }
