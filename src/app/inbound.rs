@@ -345,13 +345,9 @@ impl App {
 
     /// The person behind a platform user id, per `[users]`.
     fn person(&self, platform: Platform, id: &str) -> Option<UserId> {
-        self.cfg.users.iter().find_map(|(k, u)| {
-            let pid = match platform {
-                Platform::Slack => u.slack.as_deref(),
-                Platform::Discord => u.discord.as_deref(),
-                _ => None,
-            };
-            (pid == Some(id)).then(|| k.clone())
+        self.cfg.users.keys().find_map(|k| {
+            let pid = super::route::platform_id(&self.cfg, k, platform);
+            (pid.as_deref() == Some(id)).then(|| k.clone())
         })
     }
 
