@@ -205,89 +205,11 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
     };
     let rest = &tokens[1..];
     match first.as_str() {
-        "status" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_STATUS)?;
-            no_opts(&opts, USAGE_STATUS)?;
-            match pos.as_slice() {
-                [] => Ok(Command::Status { env: None }),
-                [env] => Ok(Command::Status {
-                    env: Some(env_name(env, USAGE_STATUS)?),
-                }),
-                _ => Err(extra(&pos[1..], USAGE_STATUS)),
-            }
-        }
-        "history" => {
-            let (pos, opts) = split_options(rest, &["--limit"], USAGE_HISTORY)?;
-            let mut limit = HISTORY_DEFAULT_LIMIT;
-            for (name, value) in opts {
-                if name == "--limit" {
-                    let v = value.unwrap_or_default();
-                    limit = match v.parse::<usize>() {
-                        Ok(n) if (1..=HISTORY_MAX_LIMIT).contains(&n) => n,
-                        _ => {
-                            return Err(UsageError::new(
-                                format!(
-                                    "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{}\"",
-                                    printable(&v)
-                                ),
-                                USAGE_HISTORY,
-                            ))
-                        }
-                    };
-                }
-            }
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing environment", USAGE_HISTORY)),
-                [env] => Ok(Command::History {
-                    env: env_name(env, USAGE_HISTORY)?,
-                    limit,
-                }),
-                _ => Err(extra(&pos[1..], USAGE_HISTORY)),
-            }
-        }
-        "lock" => {
-            let Some(env) = rest.first() else {
-                return Err(UsageError::new("missing environment", USAGE_LOCK));
-            };
-            let env = env_name(env, USAGE_LOCK)?;
-            let reason = rest[1..].join(" ");
-            if reason.trim().is_empty() {
-                return Err(UsageError::new(
-                    "a lock needs a reason, so that others know why",
-                    USAGE_LOCK,
-                ));
-            }
-            Ok(Command::Lock { env, reason })
-        }
-        "unlock" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_UNLOCK)?;
-            no_opts(&opts, USAGE_UNLOCK)?;
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing environment", USAGE_UNLOCK)),
-                [env] => Ok(Command::Unlock {
-                    env: env_name(env, USAGE_UNLOCK)?,
-                }),
-                _ => Err(extra(&pos[1..], USAGE_UNLOCK)),
-            }
-        }
-        "cancel" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_CANCEL)?;
-            no_opts(&opts, USAGE_CANCEL)?;
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing run number", USAGE_CANCEL)),
-                [id] => {
-                    let digits = id.trim_start_matches('#');
-                    match digits.parse::<u64>() {
-                        Ok(n) if n > 0 => Ok(Command::Cancel { run: RunId(n) }),
-                        _ => Err(UsageError::new(
-                            format!("\"{}\" is not a run number", printable(id)),
-                            USAGE_CANCEL,
-                        )),
-                    }
-                }
-                _ => Err(extra(&pos[1..], USAGE_CANCEL)),
-            }
-        }
+        "status" => parse_status(rest),
+        "history" => parse_history(rest),
+        "lock" => parse_lock(rest),
+        "unlock" => parse_unlock(rest),
+        "cancel" => parse_cancel(rest),
         "why-not" | "whynot" => {
             let (pos, opts) = split_options(rest, &["--service"], USAGE_WHY_NOT)?;
             let mut service = None;
@@ -310,41 +232,128 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
                 Err(extra(rest, USAGE_HELP))
             }
         }
-        _ => {
-            let (pos, opts) = split_options(
-                &tokens,
-                &["--service", "--force", "--dry-run"],
-                USAGE_DEPLOY,
-            )?;
-            let mut args = DeployArgs {
-                version: String::new(),
-                env: EnvName::new(""),
-                service: None,
-                force: None,
-                dry_run: false,
-            };
-            for (name, value) in opts {
-                match name.as_str() {
-                    "--service" => args.service = Some(service_name(value, USAGE_DEPLOY)?),
-                    "--force" => {
-                        let reason = value.unwrap_or_default();
-                        if reason.trim().is_empty() {
-                            return Err(UsageError::new(
-                                "--force needs a reason in quotes, e.g. --force \"hotfix for INC-123\"",
-                                USAGE_DEPLOY,
-                            ));
-                        }
-                        args.force = Some(reason);
-                    }
-                    _ => args.dry_run = true,
+        _ => parse_release(&tokens, patterns),
+    }
+}
+
+fn parse_status(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_STATUS)?;
+    no_opts(&opts, USAGE_STATUS)?;
+    match pos.as_slice() {
+        [] => Ok(Command::Status { env: None }),
+        [env] => Ok(Command::Status {
+            env: Some(env_name(env, USAGE_STATUS)?),
+        }),
+        _ => Err(extra(&pos[1..], USAGE_STATUS)),
+    }
+}
+
+fn parse_history(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &["--limit"], USAGE_HISTORY)?;
+    let mut limit = HISTORY_DEFAULT_LIMIT;
+    for (name, value) in opts {
+        if name == "--limit" {
+            let v = value.unwrap_or_default();
+            limit = match v.parse::<usize>() {
+                Ok(n) if (1..=HISTORY_MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(UsageError::new(
+                        format!(
+                            "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{}\"",
+                            printable(&v)
+                        ),
+                        USAGE_HISTORY,
+                    ))
                 }
-            }
-            let (version, env) = version_env(&pos, patterns, USAGE_DEPLOY)?;
-            args.version = version;
-            args.env = env;
-            Ok(Command::Deploy(args))
+            };
         }
     }
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing environment", USAGE_HISTORY)),
+        [env] => Ok(Command::History {
+            env: env_name(env, USAGE_HISTORY)?,
+            limit,
+        }),
+        _ => Err(extra(&pos[1..], USAGE_HISTORY)),
+    }
+}
+
+fn parse_lock(rest: &[String]) -> Result<Command, UsageError> {
+    let Some(env) = rest.first() else {
+        return Err(UsageError::new("missing environment", USAGE_LOCK));
+    };
+    let env = env_name(env, USAGE_LOCK)?;
+    let reason = rest[1..].join(" ");
+    if reason.trim().is_empty() {
+        return Err(UsageError::new(
+            "a lock needs a reason, so that others know why",
+            USAGE_LOCK,
+        ));
+    }
+    Ok(Command::Lock { env, reason })
+}
+
+fn parse_unlock(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_UNLOCK)?;
+    no_opts(&opts, USAGE_UNLOCK)?;
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing environment", USAGE_UNLOCK)),
+        [env] => Ok(Command::Unlock {
+            env: env_name(env, USAGE_UNLOCK)?,
+        }),
+        _ => Err(extra(&pos[1..], USAGE_UNLOCK)),
+    }
+}
+
+fn parse_cancel(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_CANCEL)?;
+    no_opts(&opts, USAGE_CANCEL)?;
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing run number", USAGE_CANCEL)),
+        [id] => {
+            let digits = id.trim_start_matches('#');
+            match digits.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Command::Cancel { run: RunId(n) }),
+                _ => Err(UsageError::new(
+                    format!("\"{}\" is not a run number", printable(id)),
+                    USAGE_CANCEL,
+                )),
+            }
+        }
+        _ => Err(extra(&pos[1..], USAGE_CANCEL)),
+    }
+}
+
+/// `/deploy <version> <env> [--service NAME] [--force "<reason>"] [--dry-run]`.
+fn parse_release(tokens: &[String], patterns: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(tokens, &["--service", "--force", "--dry-run"], USAGE_DEPLOY)?;
+    let mut args = DeployArgs {
+        version: String::new(),
+        env: EnvName::new(""),
+        service: None,
+        force: None,
+        dry_run: false,
+    };
+    for (name, value) in opts {
+        match name.as_str() {
+            "--service" => args.service = Some(service_name(value, USAGE_DEPLOY)?),
+            "--force" => {
+                let reason = value.unwrap_or_default();
+                if reason.trim().is_empty() {
+                    return Err(UsageError::new(
+                        "--force needs a reason in quotes, e.g. --force \"hotfix for INC-123\"",
+                        USAGE_DEPLOY,
+                    ));
+                }
+                args.force = Some(reason);
+            }
+            _ => args.dry_run = true,
+        }
+    }
+    let (version, env) = version_env(&pos, patterns, USAGE_DEPLOY)?;
+    args.version = version;
+    args.env = env;
+    Ok(Command::Deploy(args))
 }
 
 /// Parses the arguments of `/rollback`.
