@@ -6,6 +6,7 @@
 
 use crate::chat::discord::DiscordClient;
 use crate::chat::error::{DeliveryError, ErrorKind};
+use crate::chat::inbound::Visibility;
 use crate::chat::slack::SlackClient;
 use crate::core::Platform;
 use crate::store::{OutboxEntry, Store};
@@ -129,7 +130,7 @@ async fn deliver_slack(
 ) -> Result<Landed, DeliveryError> {
     if let Some(url) = &e.respond_url {
         client
-            .respond(url, &e.text, e.ephemeral_to.is_some())
+            .respond(url, &e.text, Visibility::private(e.ephemeral_to.is_some()))
             .await?;
         return Ok(None);
     }

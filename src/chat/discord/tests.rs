@@ -153,7 +153,8 @@ fn release_refusals_show_the_discord_grammar() {
 #[test]
 fn other_subcommands() {
     let staging = || EnvName::new("staging");
-    let cases: Vec<(&str, Vec<(String, OptionValue)>, Command)> = vec![
+    type Case<'a> = (&'a str, Vec<(String, OptionValue)>, Command);
+    let cases: Vec<Case> = vec![
         ("status", opts(&[]), Command::Status { env: None }),
         (
             "status",

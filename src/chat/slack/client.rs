@@ -2,6 +2,7 @@
 //! timeouts and error mapping.
 
 use super::*;
+use crate::chat::inbound::Visibility;
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
@@ -106,8 +107,6 @@ pub(super) fn api_base(api_url: &str) -> Result<(String, bool), String> {
     }
     Ok((url.as_str().trim_end_matches('/').to_string(), loopback))
 }
-
-/// "outer: inner: innermost", on one line.
 
 // ---------------------------------------------------------------------------------------------
 // Client (IO)
@@ -248,7 +247,7 @@ impl SlackClient {
         &self,
         response_url: &str,
         text: &str,
-        ephemeral: bool,
+        visibility: Visibility,
     ) -> Result<(), DeliveryError> {
         let url = reqwest::Url::parse(response_url)
             .map_err(|e| DeliveryError::permanent(PLATFORM, format!("bad response_url: {e}")))?;
@@ -262,7 +261,7 @@ impl SlackClient {
             .with_replace_original(false);
         let body = ResponseUrlMessage {
             message: &message,
-            response_type: if ephemeral {
+            response_type: if visibility.is_ephemeral() {
                 SlackMessageResponseType::Ephemeral
             } else {
                 SlackMessageResponseType::InChannel

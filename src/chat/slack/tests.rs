@@ -1,7 +1,7 @@
 use super::client::*;
 use super::socket::*;
 use super::*;
-use crate::chat::inbound::{Button, Handled, Inbound, Inbox, Kind};
+use crate::chat::inbound::{Button, Handled, Inbound, Inbox, Kind, Visibility};
 use crate::core::Platform;
 use crate::telemetry::Telemetry;
 use axum::extract::{Path, State};
@@ -516,11 +516,19 @@ async fn round_trip_through_loopback() {
         .await
         .unwrap();
     client
-        .respond(&format!("{base}/hooks/commands/T1/42"), "bad version", true)
+        .respond(
+            &format!("{base}/hooks/commands/T1/42"),
+            "bad version",
+            Visibility::Ephemeral,
+        )
         .await
         .unwrap();
     client
-        .respond(&format!("{base}/hooks/commands/T1/43"), "on it", false)
+        .respond(
+            &format!("{base}/hooks/commands/T1/43"),
+            "on it",
+            Visibility::InChannel,
+        )
         .await
         .unwrap();
     client
@@ -865,7 +873,11 @@ async fn socket_mode_needs_an_app_token() {
 async fn production_client_refuses_a_plain_http_response_url() {
     let client = SlackClient::new(&settings("https://slack.com/api/")).unwrap();
     match client
-        .respond("http://hooks.example.com/commands/1", "x", true)
+        .respond(
+            "http://hooks.example.com/commands/1",
+            "x",
+            Visibility::Ephemeral,
+        )
         .await
     {
         Err(DeliveryError {
