@@ -201,7 +201,7 @@ fn run(id: u64, env: &str, phase: Phase, now: chrono::DateTime<chrono::Utc>) -> 
         status: vec![],
         outcome: phase.is_terminal().then(|| "succeeded".to_string()),
         forced: vec![],
-        origin: "local".into(),
+        origin: greenlight::core::Platform::Local,
         announced: false,
         told: vec![],
     }

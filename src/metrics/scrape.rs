@@ -8,6 +8,12 @@
 //! the counter `http_requests_total{color, code, path}` and the histogram
 //! `http_request_duration_seconds{color}` (`_bucket{le}`, `_sum`, `_count`).
 
+use super::{MetricsProvider, Target, Window};
+use crate::core::analysis::{Measurement, Sample};
+use crate::core::RunId;
+use crate::deploy::BoxFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Counter of requests; a `code` label starting with `5` marks an error.
@@ -388,22 +394,130 @@ impl Scraper {
                 timeout: self.timeout,
             };
         }
-        // Flatten the cause chain into one line.
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            let msg = s.to_string();
-            if !reason.contains(&msg) {
-                reason.push_str(": ");
-                reason.push_str(&msg);
-            }
-            source = s.source();
-        }
-        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        let reason = crate::core::text::error_chain(&e);
         ScrapeError::Unreachable {
             url: url.to_owned(),
             reason,
         }
+    }
+}
+
+/// The scrape provider's config: the metrics path relative to a colour's URL, and whether
+/// only series labelled with the colour count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    pub path: String,
+    pub match_colour: bool,
+}
+
+impl ScrapeConfig {
+    /// The section's values over the defaults (`/metrics`, colour-matched).
+    pub fn new(path: Option<String>, match_colour: Option<bool>) -> ScrapeConfig {
+        ScrapeConfig {
+            match_colour: match_colour.unwrap_or(true),
+            path: path.unwrap_or_else(|| "/metrics".into()),
+        }
+    }
+}
+
+/// Judges a colour by two scrapes of its own `/metrics`: counter and histogram deltas. Keeps
+/// each monitored run's last scrape, so the next sample measures from it.
+pub struct ScrapeProvider {
+    cfg: ScrapeConfig,
+    scraper: Arc<Scraper>,
+    last: Mutex<HashMap<RunId, Snapshot>>,
+}
+
+impl ScrapeProvider {
+    pub fn new(cfg: ScrapeConfig, scraper: Arc<Scraper>) -> ScrapeProvider {
+        ScrapeProvider {
+            cfg,
+            scraper,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn label<'a>(&self, target: &'a Target) -> Option<&'a str> {
+        self.cfg.match_colour.then_some(target.colour.as_str())
+    }
+
+    /// Measures from `prev` (or a fresh scrape `window` ago) to now; the new scrape, if any,
+    /// is returned to keep.
+    async fn measure(
+        &self,
+        target: &Target,
+        prev: Option<Snapshot>,
+        fresh: Duration,
+    ) -> (Sample, Option<Snapshot>) {
+        let colour = target.colour;
+        let Some(url) = &target.url else {
+            return (
+                Sample::Unavailable(format!("{colour} is not running")),
+                None,
+            );
+        };
+        let url = format!("{url}{}", self.cfg.path);
+        let label = self.label(target);
+        let prev = match prev {
+            Some(p) => p,
+            None => match self.scraper.scrape(&url, label).await {
+                Ok(p) => {
+                    tokio::time::sleep(fresh).await;
+                    p
+                }
+                Err(e) => return (Sample::Unavailable(e.to_string()), None),
+            },
+        };
+        match self.scraper.scrape(&url, label).await {
+            Ok(cur) if cur.samples == 0 => (
+                Sample::Unavailable(format!("{url} exposes no request metrics for {colour}")),
+                Some(cur),
+            ),
+            Ok(cur) => {
+                let w = window(&prev, &cur);
+                let m = Measurement {
+                    requests: w.requests,
+                    error_rate: w.error_rate,
+                    p99_seconds: w.p99_seconds,
+                };
+                (Sample::Data(m), Some(cur))
+            }
+            Err(e) => (Sample::Unavailable(e.to_string()), None),
+        }
+    }
+}
+
+impl MetricsProvider for ScrapeProvider {
+    fn sample<'a>(&'a self, target: &'a Target, window: Window) -> BoxFuture<'a, Sample> {
+        Box::pin(async move {
+            match window {
+                Window::Fresh(d) => self.measure(target, None, d).await.0,
+                Window::Since { run, or } => {
+                    let prev = self.last.lock().expect("last").get(&run).cloned();
+                    let (s, snap) = self.measure(target, prev, or).await;
+                    if let Some(snap) = snap {
+                        self.last.lock().expect("last").insert(run, snap);
+                    }
+                    s
+                }
+            }
+        })
+    }
+
+    fn mark<'a>(&'a self, target: &'a Target, run: RunId) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(url) = &target.url else {
+                return;
+            };
+            let url = format!("{url}{}", self.cfg.path);
+            if let Ok(s) = self.scraper.scrape(&url, self.label(target)).await {
+                self.last.lock().expect("last").insert(run, s);
+            }
+        })
+    }
+
+    fn forget(&self, run: RunId) {
+        self.last.lock().expect("last").remove(&run);
     }
 }
 

@@ -3,7 +3,7 @@
 //! No shell is ever involved: `argv[0]` is the program and every other element is passed to it as exactly one
 //! argument, whatever characters a substituted value contains.
 
-pub use crate::core::text::{mask, render_template};
+use crate::core::text::{mask, render_template};
 use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
