@@ -426,26 +426,7 @@ impl HaproxyDriver {
             return Err(format!("cannot switch from {to} to itself"));
         }
         let rows = self.rows().await?;
-        for c in std::iter::once(to).chain(from) {
-            if !rows.iter().any(|r| r.name == c.as_str()) {
-                // Let HAProxy say it in its own words (read-only command).
-                let said = match self.command(&format!("get weight {be}/{c}")).await {
-                    Ok(a) if !a.is_empty() && !a.starts_with(|ch: char| ch.is_ascii_digit()) => {
-                        format!(": {}", join_lines(&a, " / "))
-                    }
-                    _ => String::new(),
-                };
-                let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-                return Err(format!(
-                    "HAProxy backend {be} has no server {c}{said} (servers: {})",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
-            }
-        }
+        self.check_servers(&rows, to, from).await?;
         let target = rows
             .iter()
             .find(|r| r.name == to.as_str())
@@ -483,6 +464,43 @@ impl HaproxyDriver {
         }
 
         // 4. Read back.
+        self.confirm(to, from).await
+    }
+
+    /// Both colours named in the switch must be servers of the backend.
+    async fn check_servers(
+        &self,
+        rows: &[Row],
+        to: Colour,
+        from: Option<Colour>,
+    ) -> Result<(), String> {
+        let be = &self.backend;
+        for c in std::iter::once(to).chain(from) {
+            if !rows.iter().any(|r| r.name == c.as_str()) {
+                // Let HAProxy say it in its own words (read-only command).
+                let said = match self.command(&format!("get weight {be}/{c}")).await {
+                    Ok(a) if !a.is_empty() && !a.starts_with(|ch: char| ch.is_ascii_digit()) => {
+                        format!(": {}", join_lines(&a, " / "))
+                    }
+                    _ => String::new(),
+                };
+                let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+                return Err(format!(
+                    "HAProxy backend {be} has no server {c}{said} (servers: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the state back: `to` must be the only live colour and `from` draining.
+    async fn confirm(&self, to: Colour, from: Option<Colour>) -> Result<(), String> {
+        let be = &self.backend;
         let rows = self.rows().await?;
         let row = |c: Colour| rows.iter().find(|r| r.name == c.as_str());
         match row(to) {
