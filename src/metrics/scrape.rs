@@ -844,4 +844,74 @@ go_info{version="go1.22 {weird}"} 1
         assert!((0.3..=0.7).contains(&rate), "{rate}");
         assert!(w.p99_seconds.is_some());
     }
+
+    /// A colour whose request counter grows by 10 at every scrape; the count of scrapes.
+    async fn counting_colour() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let n = scrapes.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let k = n.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    format!(
+                        "http_requests_total{{color=\"blue\",code=\"200\"}} {}\n",
+                        k * 10
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), scrapes)
+    }
+
+    #[tokio::test]
+    async fn the_provider_measures_a_run_from_its_last_scrape_or_mark() {
+        use std::sync::atomic::Ordering;
+        let (url, scrapes) = counting_colour().await;
+        let p = ScrapeProvider::new(
+            ScrapeConfig::new(None, None),
+            Arc::new(Scraper::new(Duration::from_secs(5))),
+        );
+        let target = Target {
+            env: crate::core::EnvName::new("prod"),
+            colour: crate::core::Colour::Blue,
+            url: Some(url),
+        };
+        let requests = |s: Sample| match s {
+            Sample::Data(m) => m.requests,
+            other => panic!("{other:?}"),
+        };
+        let run = RunId(1);
+        let since = Window::Since {
+            run,
+            or: Duration::from_millis(1),
+        };
+        // No earlier scrape: a fresh window (two scrapes), whose end is kept.
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 2);
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 3);
+        // A mark starts the window again; a fresh window keeps nothing.
+        p.mark(&target, run).await;
+        let fresh = Window::Fresh(Duration::from_millis(1));
+        assert_eq!(requests(p.sample(&target, fresh).await), 10.0);
+        assert_eq!(requests(p.sample(&target, since).await), 30.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 7);
+        // A finished run's scrape is forgotten.
+        p.forget(run);
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 9);
+        let stopped = Target {
+            url: None,
+            ..target
+        };
+        match p.sample(&stopped, since).await {
+            Sample::Unavailable(why) => assert_eq!(why, "blue is not running"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -248,3 +248,76 @@ pub fn check_templates(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(toml_text: &str) -> Result<Deploy, String> {
+        let section: DeploySection = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        section.validate("prod", &|n| (n == "TOKEN").then(|| "s3cret".to_string()))
+    }
+
+    const URLS: &str = "blue_url = \"http://b/\"\ngreen_url = \"http://g\"\n";
+
+    #[test]
+    fn a_deploy_section_with_its_own_switch() {
+        let d = deploy(&format!(
+            "deploy_idle = [\"deploy\", \"{{version}}\"]\nswitch = [[\"a\"], [\"b\"]]\nlive = \"none\"\nenv = {{ T = \"${{TOKEN}}\" }}\n{URLS}"
+        ))
+        .unwrap();
+        assert_eq!(d.deploy.blue_url, "http://b");
+        assert_eq!(d.deploy.timeout, Duration::from_secs(600));
+        assert_eq!(d.deploy.env["T"], "s3cret");
+        assert_eq!(d.secrets, vec!["s3cret".to_string()]);
+        let t = d.traffic.unwrap();
+        assert_eq!(t.switch.len(), 2);
+        assert_eq!(t.live, Some(None));
+    }
+
+    #[test]
+    fn deploy_errors_say_which_key() {
+        let cases = [
+            (
+                "deploy_idle = []\n",
+                "deploy.deploy_idle must name a program",
+            ),
+            (
+                "deploy_idle = [\"x\"]\nlive = \"blue\"\n",
+                "go with deploy.switch",
+            ),
+            (
+                "deploy_idle = [\"x\"]\nswitch = [\"s\"]\nlive = \"red\"\n",
+                "deploy.live: \"red\" is not a colour",
+            ),
+            (
+                "deploy_idle = [\"x\"]\ntimeout = \"soon\"\n",
+                "deploy.timeout \"soon\" is not a duration",
+            ),
+            (
+                "deploy_idle = [\"x\"]\nenv = { T = \"${NOPE}\" }\n",
+                "deploy.env.T: environment variable NOPE is not set",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = deploy(&format!("{text}{URLS}")).err().unwrap();
+            assert!(e.starts_with("environment \"prod\": "), "{e}");
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn templates_may_use_only_the_drivers_placeholders() {
+        let d = deploy(&format!("deploy_idle = [\"x\", \"{{colour}}\"]\n{URLS}")).unwrap();
+        assert_eq!(check_templates("prod", &d.deploy, None), Ok(()));
+        let t = CommandTrafficConfig {
+            switch: vec![vec!["s".into(), "{region}".into()]],
+            rollback: None,
+            query: None,
+            live: None,
+        };
+        let e = check_templates("prod", &d.deploy, Some(&t)).unwrap_err();
+        assert!(e.starts_with("environment \"prod\": switch: "), "{e}");
+        assert!(e.contains("region"), "{e}");
+    }
+}
