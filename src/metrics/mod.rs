@@ -49,3 +49,11 @@ pub trait MetricsProvider: Send + Sync {
     /// The run is over: forget what was kept for it.
     fn forget(&self, _run: RunId) {}
 }
+
+/// The first `max` characters of `s`: a bad value quoted in a one-line reason.
+fn head(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -106,7 +106,7 @@ pub fn parse(text: &str, colour: Option<&str>) -> Result<Snapshot, ScrapeError> 
         if !is_metric_name(name) {
             return Err(parse_err(
                 line_no,
-                format!("not a metric sample: {:?}", truncate(line, 60)),
+                format!("not a metric sample: {:?}", super::head(line, 60)),
             ));
         }
         let kind = if name == REQUESTS_METRIC {
@@ -167,13 +167,6 @@ enum Family {
     Sum,
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
@@ -229,7 +222,7 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
         if key.is_empty() {
             return Err(format!(
                 "bad label name at {:?}",
-                truncate(&body[start..], 20)
+                super::head(&body[start..], 20)
             ));
         }
         while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {

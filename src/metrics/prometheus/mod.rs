@@ -377,9 +377,9 @@ fn finite(v: &str) -> Result<Option<f64>, String> {
     match v {
         "NaN" | "+Inf" | "-Inf" | "Inf" => Ok(None),
         _ => {
-            let x: f64 = v
-                .parse()
-                .map_err(|_| format!("bad sample value {:?} from Prometheus", truncate(v, 40)))?;
+            let x: f64 = v.parse().map_err(|_| {
+                format!("bad sample value {:?} from Prometheus", super::head(v, 40))
+            })?;
             Ok(x.is_finite().then_some(x))
         }
     }
@@ -408,7 +408,7 @@ fn label_value<'a>(what: &str, v: &'a str) -> Result<&'a str, String> {
     {
         return Err(format!(
             "{what} {:?} may only hold letters, digits, '_', '.', '-'",
-            truncate(v, 40)
+            super::head(v, 40)
         ));
     }
     Ok(v)
@@ -431,7 +431,7 @@ fn promql_duration(s: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
             "{:?} is not a PromQL duration (e.g. 30s, 2m, 1m30s)",
-            truncate(s, 40)
+            super::head(s, 40)
         )
     };
     if s.is_empty() {
@@ -468,13 +468,6 @@ fn promql_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{:?}: the window must be longer than zero", s));
     }
     Ok(Duration::from_millis(total))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// Whitespace collapsed to single spaces, cut at [`MAX_REASON`] characters.
