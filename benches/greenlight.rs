@@ -23,7 +23,7 @@ fn envs_config(n: usize) -> String {
     );
     for i in 0..n {
         s.push_str(&format!(
-            "[environments.env{i}]\ndisplay_name = \"Env {i}\"\n[environments.env{i}.deploy]\ndriver = \"command\"\ndeploy_idle = [\"true\"]\nswitch = [\"true\"]\nblue_url = \"http://127.0.0.1:9\"\ngreen_url = \"http://127.0.0.1:9\"\n[[environments.env{i}.checklist]]\ntext = \"CI passed\"\ngroup = \"reviewers\"\n"
+            "[environments.env{i}]\ndisplay_name = \"Env {i}\"\n[environments.env{i}.deploy]\ndriver = \"command\"\ndeploy_idle = [\"true\"]\nswitch = [\"true\"]\nlive = \"none\"\nblue_url = \"http://127.0.0.1:9\"\ngreen_url = \"http://127.0.0.1:9\"\n[[environments.env{i}.checklist]]\ntext = \"CI passed\"\ngroup = \"reviewers\"\n"
         ));
     }
     s

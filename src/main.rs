@@ -331,8 +331,72 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             })
             .set(1);
     }
-    // Slack: active when SLACK_BOT_TOKEN is set; Socket Mode by default, signed HTTP optional.
-    let slack = match std::env::var("SLACK_BOT_TOKEN") {
+    let slack = slack_setup(&cfg)?;
+    let discord = discord_setup(&cfg)?;
+    let platforms = greenlight::app::Platforms {
+        local,
+        slack: slack.as_ref().map(|_| Arc::new(tokio::sync::Notify::new())),
+        discord: discord
+            .as_ref()
+            .map(|_| Arc::new(tokio::sync::Notify::new())),
+    };
+    let (app, mut handle, rx) =
+        greenlight::app::App::start(cfg.clone(), link_base, telemetry.clone(), platforms.clone())
+            .await?;
+    let socket_mode = match (slack, platforms.slack.clone()) {
+        (Some(slack), Some(notify)) => start_slack(slack, notify, &mut handle, &telemetry).await?,
+        _ => None,
+    };
+    let gateway = match (discord, platforms.discord.clone()) {
+        (Some(discord), Some(notify)) => {
+            Some(start_discord(discord, notify, &handle, &telemetry).await?)
+        }
+        _ => None,
+    };
+    let router = greenlight::http::router(handle, local.then_some(addr));
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, local_channel = local, "greenlight ready");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let r = app.run(rx, shutdown_signal()).await;
+    if let Some(sm) = socket_mode {
+        sm.shutdown().await;
+    }
+    if let Some(g) = gateway {
+        stop_gateway(g).await;
+    }
+    r
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down: state is persisted, active runs resume at the next start");
+}
+
+type SlackSetup = (
+    greenlight::chat::slack::SlackSettings,
+    Arc<greenlight::chat::slack::SlackClient>,
+    Option<String>,
+);
+type DiscordSetup = (
+    greenlight::chat::discord::DiscordSettings,
+    Arc<greenlight::chat::discord::DiscordClient>,
+);
+
+/// Slack: active when SLACK_BOT_TOKEN is set; Socket Mode by default, signed HTTP optional.
+fn slack_setup(cfg: &Config) -> Result<Option<SlackSetup>> {
+    match std::env::var("SLACK_BOT_TOKEN") {
         Ok(token) if !token.is_empty() => {
             let sc = cfg.slack.clone().unwrap_or(config::SlackConfig {
                 mode: config::SlackMode::Socket,
@@ -363,12 +427,15 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
                     None
                 }
             };
-            Some((settings, Arc::new(client), secret))
+            Ok(Some((settings, Arc::new(client), secret)))
         }
-        _ => None,
-    };
-    // Discord: active when DISCORD_TOKEN is set; the gateway, with guild commands.
-    let discord = match std::env::var("DISCORD_TOKEN") {
+        _ => Ok(None),
+    }
+}
+
+/// Discord: active when DISCORD_TOKEN is set; the gateway, with guild commands.
+fn discord_setup(cfg: &Config) -> Result<Option<DiscordSetup>> {
+    match std::env::var("DISCORD_TOKEN") {
         Ok(token) if !token.is_empty() => {
             let dc = cfg.discord.clone().unwrap_or(config::DiscordConfig {
                 api_url: "https://discord.com".into(),
@@ -395,123 +462,101 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
             };
             let client = greenlight::chat::discord::DiscordClient::new(&settings)
                 .map_err(|e| anyhow::anyhow!("[discord] {e}"))?;
-            Some((settings, Arc::new(client)))
+            Ok(Some((settings, Arc::new(client))))
         }
-        _ => None,
-    };
-    let platforms = greenlight::app::Platforms {
-        local,
-        slack: slack.as_ref().map(|_| Arc::new(tokio::sync::Notify::new())),
-        discord: discord
-            .as_ref()
-            .map(|_| Arc::new(tokio::sync::Notify::new())),
-    };
-    let (app, mut handle, rx) =
-        greenlight::app::App::start(cfg.clone(), link_base, telemetry.clone(), platforms.clone())
-            .await?;
-    let mut socket_mode = None;
-    if let (Some((settings, client, secret)), Some(notify)) = (slack, platforms.slack.clone()) {
-        tokio::spawn(greenlight::chat::deliver::slack(
-            handle.store.clone(),
-            client,
-            notify,
-            telemetry.clone(),
-        ));
-        let connected = telemetry
-            .connected
-            .get_or_create(&greenlight::telemetry::PlatformLabels {
-                platform: "slack".into(),
-            })
-            .clone();
-        match secret {
-            Some(secret) => {
-                handle.slack_signing_secret = Some(secret);
-                connected.set(1);
-                tracing::info!(
-                    "slack: HTTP mode on /slack/commands, /slack/events, /slack/interactions"
-                );
-            }
-            None => {
-                socket_mode = Some(
-                    greenlight::chat::slack::SocketMode::start(
-                        &settings,
-                        handle.inbox(),
-                        &telemetry,
-                    )
+        _ => Ok(None),
+    }
+}
+
+/// Starts Slack's deliverer and, in Socket Mode, the connection (HTTP mode: the signing
+/// secret goes to the HTTP server's handle).
+async fn start_slack(
+    (settings, client, secret): SlackSetup,
+    notify: Arc<tokio::sync::Notify>,
+    handle: &mut greenlight::app::Handle,
+    telemetry: &greenlight::telemetry::Telemetry,
+) -> Result<Option<greenlight::chat::slack::SocketMode>> {
+    tokio::spawn(greenlight::chat::deliver::slack(
+        handle.store.clone(),
+        client,
+        notify,
+        telemetry.clone(),
+    ));
+    let connected = telemetry
+        .connected
+        .get_or_create(&greenlight::telemetry::PlatformLabels {
+            platform: "slack".into(),
+        })
+        .clone();
+    match secret {
+        Some(secret) => {
+            handle.slack_signing_secret = Some(secret);
+            connected.set(1);
+            tracing::info!(
+                "slack: HTTP mode on /slack/commands, /slack/events, /slack/interactions"
+            );
+        }
+        None => {
+            let socket_mode =
+                greenlight::chat::slack::SocketMode::start(&settings, handle.inbox(), telemetry)
                     .await
-                    .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?,
-                );
-                tracing::info!("slack: Socket Mode started");
-            }
+                    .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?;
+            tracing::info!("slack: Socket Mode started");
+            return Ok(Some(socket_mode));
         }
     }
-    let mut gateway = None;
-    if let (Some((settings, client)), Some(notify)) = (discord, platforms.discord.clone()) {
-        tokio::spawn(greenlight::chat::deliver::discord(
-            handle.store.clone(),
-            client,
-            notify,
-            telemetry.clone(),
-        ));
-        let g = greenlight::chat::discord::Gateway::start(&settings, handle.inbox())
-            .await
-            .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
-        let g = Arc::new(g);
-        // /readyz and /metrics follow the shard's real connection state.
-        let connected = telemetry
-            .connected
-            .get_or_create(&greenlight::telemetry::PlatformLabels {
-                platform: "discord".into(),
-            })
-            .clone();
-        let weak = Arc::downgrade(&g);
-        tokio::spawn(async move {
-            while let Some(g) = weak.upgrade() {
-                connected.set(g.connected() as i64);
-                drop(g);
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        });
-        tracing::info!("discord: gateway started");
-        gateway = Some(g);
-    }
-    let router = greenlight::http::router(handle, local.then_some(addr));
-    println!("listening on http://{addr}");
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    tracing::info!(%addr, local_channel = local, "greenlight ready");
+    Ok(None)
+}
+
+/// Starts Discord's deliverer and the gateway, whose connection state `/readyz` follows.
+async fn start_discord(
+    (settings, client): DiscordSetup,
+    notify: Arc<tokio::sync::Notify>,
+    handle: &greenlight::app::Handle,
+    telemetry: &greenlight::telemetry::Telemetry,
+) -> Result<Arc<greenlight::chat::discord::Gateway>> {
+    tokio::spawn(greenlight::chat::deliver::discord(
+        handle.store.clone(),
+        client,
+        notify,
+        telemetry.clone(),
+    ));
+    let g = greenlight::chat::discord::Gateway::start(&settings, handle.inbox())
+        .await
+        .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
+    let g = Arc::new(g);
+    // /readyz and /metrics follow the shard's real connection state.
+    let connected = telemetry
+        .connected
+        .get_or_create(&greenlight::telemetry::PlatformLabels {
+            platform: "discord".into(),
+        })
+        .clone();
+    let weak = Arc::downgrade(&g);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "http server stopped");
+        while let Some(g) = weak.upgrade() {
+            connected.set(g.connected() as i64);
+            drop(g);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     });
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-        tracing::info!("shutting down: state is persisted, active runs resume at the next start");
-    };
-    let r = app.run(rx, shutdown).await;
-    if let Some(sm) = socket_mode {
-        sm.shutdown().await;
-    }
-    if let Some(mut g) = gateway {
-        // The state watcher holds the gateway only for an instant.
-        for _ in 0..50 {
-            match Arc::try_unwrap(g) {
-                Ok(inner) => {
-                    inner.shutdown().await;
-                    break;
-                }
-                Err(still) => {
-                    g = still;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
+    tracing::info!("discord: gateway started");
+    Ok(g)
+}
+
+/// Closes the gateway once its state watcher has let go of it.
+async fn stop_gateway(mut g: Arc<greenlight::chat::discord::Gateway>) {
+    // The state watcher holds the gateway only for an instant.
+    for _ in 0..50 {
+        match Arc::try_unwrap(g) {
+            Ok(inner) => {
+                inner.shutdown().await;
+                break;
+            }
+            Err(still) => {
+                g = still;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }
     }
-    r
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use crate::deploy::command::{mask, render_template};
+use crate::core::text::{join_lines, mask, render_template};
 
 /// Captured values at least this long are treated as credentials (tokens) and masked in failure reasons.
 const CAPTURE_MASK_MIN_LEN: usize = 8;
@@ -81,11 +81,8 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 fn one_line(s: &str) -> String {
-    s.split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    // A lone `\r` ends a line too.
+    join_lines(&s.replace('\r', "\n"), " ")
 }
 
 /// The most specific message of an error chain (e.g. "Connection refused (os error 111)" rather than reqwest's
@@ -213,8 +210,8 @@ fn check_step(
     }
     if let Some(needle) = &step.expect_body_contains {
         // The expectation may use variables too (`"version": "{version}"`).
-        let needle = crate::deploy::command::render_template(needle, vars)
-            .map_err(|e| format!("expect_body_contains: {e}"))?;
+        let needle =
+            render_template(needle, vars).map_err(|e| format!("expect_body_contains: {e}"))?;
         if !body.contains(needle.as_str()) {
             return Err(format!(
                 "response body does not contain {needle:?}; body: {}",

@@ -3,15 +3,15 @@
 //! so a stale result is ignored); no business logic lives here.
 
 use super::{fault, AppEvent};
-use crate::config::{Config, EnvConfig, MetricsConfig};
-use crate::core::analysis::{Measurement, Sample};
+use crate::config::{Config, EnvConfig};
+use crate::core::analysis::Sample;
 use crate::core::run::{Action, Outcome, Phase};
 use crate::core::{Colour, EnvName, RunId};
 use crate::deploy::Driver;
-use crate::metrics::prometheus::Prometheus;
-use crate::metrics::scrape::{self, Scraper, Snapshot};
+use crate::metrics::scrape::Scraper;
+use crate::metrics::{MetricsProvider, Target, Window};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -21,12 +21,9 @@ pub(super) struct Actor {
     pub(super) tx: mpsc::Sender<AppEvent>,
     pub(super) http: reqwest::Client,
     pub(super) drivers: BTreeMap<EnvName, Driver>,
-    pub(super) scraper: Arc<Scraper>,
-    /// The last scrape of each monitored run, so the next sample measures from it.
-    pub(super) snapshots: Arc<Mutex<HashMap<RunId, Snapshot>>>,
-    /// Each Prometheus-judged environment's client, built once (a client per sample would
-    /// rebuild its connection pool and TLS setup every evaluation).
-    pub(super) prometheus: BTreeMap<EnvName, Prometheus>,
+    /// Each environment's metrics provider, built once (a client per sample would rebuild its
+    /// connection pool and TLS setup every evaluation).
+    pub(super) metrics: BTreeMap<EnvName, Arc<dyn MetricsProvider>>,
     /// Synthetic traffic through each demo router while a run needs data.
     pub(super) traffic: HashMap<EnvName, tokio::task::JoinHandle<()>>,
 }
@@ -38,9 +35,7 @@ struct Task {
     tx: mpsc::Sender<AppEvent>,
     http: reqwest::Client,
     driver: Driver,
-    scraper: Arc<Scraper>,
-    snapshots: Arc<Mutex<HashMap<RunId, Snapshot>>>,
-    prometheus: Option<Prometheus>,
+    metrics: Arc<dyn MetricsProvider>,
     /// The run's version, for smoke steps' `{version}`.
     version: Option<String>,
 }
@@ -77,15 +72,16 @@ impl Actor {
         tx: mpsc::Sender<AppEvent>,
         http: reqwest::Client,
     ) -> Actor {
-        let prometheus = cfg
+        // One scraper (one connection pool) for every scraping environment.
+        let scraper = Arc::new(Scraper::new(Duration::from_secs(5)));
+        let metrics = cfg
             .environments
             .iter()
-            .filter_map(|(k, e)| match &e.metrics {
-                // Validated when the config was loaded.
-                MetricsConfig::Prometheus(pc) => {
-                    Prometheus::new(pc.clone()).ok().map(|p| (k.clone(), p))
-                }
-                _ => None,
+            .map(|(k, e)| {
+                (
+                    k.clone(),
+                    crate::metrics::start::provider(&e.metrics, &scraper),
+                )
             })
             .collect();
         Actor {
@@ -93,9 +89,7 @@ impl Actor {
             tx,
             http,
             drivers: BTreeMap::new(),
-            scraper: Arc::new(Scraper::new(Duration::from_secs(5))),
-            snapshots: Arc::new(Mutex::new(HashMap::new())),
-            prometheus,
+            metrics,
             traffic: HashMap::new(),
         }
     }
@@ -108,11 +102,8 @@ impl Actor {
         };
         tracing::info!(env = %env_name, action = ?action, "action");
         let name = action_name(&action);
-        let prometheus = match &action {
-            Action::Baseline { .. } | Action::Sample { .. } => {
-                self.prometheus.get(&env_name).cloned()
-            }
-            _ => None,
+        let Some(metrics) = self.metrics.get(&env_name).cloned() else {
+            return;
         };
         let task = Task {
             cfg: self.cfg.clone(),
@@ -120,9 +111,7 @@ impl Actor {
             tx: self.tx.clone(),
             http: self.http.clone(),
             driver,
-            scraper: self.scraper.clone(),
-            snapshots: self.snapshots.clone(),
-            prometheus,
+            metrics,
             version,
         };
         fault(&format!("before:{name}"));
@@ -142,15 +131,17 @@ impl Actor {
         });
     }
 
-    /// A run reached a terminal phase: its last scrape is no longer needed.
-    pub(super) fn forget(&self, run: RunId) {
-        self.snapshots.lock().expect("snapshots").remove(&run);
+    /// A run reached a terminal phase: what its metrics provider kept is no longer needed.
+    pub(super) fn forget(&self, env: &EnvName, run: RunId) {
+        if let Some(m) = self.metrics.get(env) {
+            m.forget(run);
+        }
     }
 
     /// Steady synthetic traffic through the demo router while a run is between verification
     /// and stable, so that the baseline and the monitoring have data.
     pub(super) fn traffic_for(&mut self, env: EnvName, phase: Phase) {
-        let Some(Driver::Local(l)) = self.drivers.get(&env) else {
+        let Some(url) = self.drivers.get(&env).and_then(|d| d.synthetic.clone()) else {
             return;
         };
         let wanted = matches!(
@@ -163,7 +154,6 @@ impl Actor {
         );
         if wanted {
             if !self.traffic.contains_key(&env) {
-                let url = l.router_url().to_string();
                 let client = self.http.clone();
                 self.traffic.insert(
                     env,
@@ -268,6 +258,15 @@ impl Task {
         })
     }
 
+    /// The colour a sample is about.
+    fn target(&self, colour: Colour) -> Target {
+        Target {
+            env: self.env_name.clone(),
+            colour,
+            url: self.driver.url(colour),
+        }
+    }
+
     /// The old colour's metrics before the switch, over a short window.
     async fn baseline(&self, colour: Colour) -> Sample {
         let window = self
@@ -275,32 +274,15 @@ impl Task {
             .monitor
             .interval
             .clamp(Duration::from_secs(1), Duration::from_secs(5));
-        let p = self.prometheus.as_ref();
-        sample(
-            &self.scraper,
-            p,
-            &self.driver,
-            self.env(),
-            colour,
-            None,
-            window,
-        )
-        .await
-        .0
+        let target = self.target(colour);
+        self.metrics.sample(&target, Window::Fresh(window)).await
     }
 
-    /// Switches, then takes the new colour's first scrape (the monitoring measures from it).
+    /// Switches, then starts the run's monitoring window on the new colour.
     async fn switch(&self, run: RunId, to: Colour, from: Option<Colour>) -> Result<(), String> {
         let r = self.driver.switch(to, from).await;
         if r.is_ok() {
-            if let (MetricsConfig::Scrape { path, match_colour }, Some(url)) =
-                (&self.env().metrics, self.driver.url(to))
-            {
-                let label = match_colour.then_some(to.as_str());
-                if let Ok(s) = self.scraper.scrape(&format!("{url}{path}"), label).await {
-                    self.snapshots.lock().expect("snapshots").insert(run, s);
-                }
-            }
+            self.metrics.mark(&self.target(to), run).await;
         }
         r
     }
@@ -325,22 +307,11 @@ impl Task {
                 critical_path(&http, &driver, env, colour, version.as_deref()).await
             })
         });
-        let prev = self.snapshots.lock().expect("snapshots").get(&run).cloned();
-        let p = self.prometheus.as_ref();
-        let window = Duration::from_secs(1);
-        let (s, snap) = sample(
-            &self.scraper,
-            p,
-            &self.driver,
-            self.env(),
-            colour,
-            prev,
-            window,
-        )
-        .await;
-        if let Some(snap) = snap {
-            self.snapshots.lock().expect("snapshots").insert(run, snap);
-        }
+        let window = Window::Since {
+            run,
+            or: Duration::from_secs(1),
+        };
+        let s = self.metrics.sample(&self.target(colour), window).await;
         let Some(handle) = smoke else {
             return Outcome::Sample(s, None);
         };
@@ -440,74 +411,6 @@ async fn critical_path(
     .await
     .map(|_| ())
     .map_err(|f| f.to_string())
-}
-
-/// Measures a colour over a window: from `prev` (the last snapshot) to now, or over `window`.
-async fn sample(
-    scraper: &Scraper,
-    prometheus: Option<&Prometheus>,
-    driver: &Driver,
-    env: &EnvConfig,
-    colour: Colour,
-    prev: Option<Snapshot>,
-    window: Duration,
-) -> (Sample, Option<Snapshot>) {
-    let (path, label) = match &env.metrics {
-        MetricsConfig::Scrape { path, match_colour } => {
-            (path, match_colour.then_some(colour.as_str()))
-        }
-        MetricsConfig::Prometheus(_) => {
-            // PromQL rates over the configured window: no deltas to keep.
-            let s = match prometheus {
-                Some(p) => p.sample(colour.as_str(), &env.name.0).await,
-                None => Sample::Unavailable("prometheus: no client for this environment".into()),
-            };
-            return (s, None);
-        }
-        MetricsConfig::None => {
-            return (
-                Sample::Unavailable("no metrics provider is configured".into()),
-                None,
-            )
-        }
-    };
-    let Some(url) = driver.url(colour) else {
-        return (
-            Sample::Unavailable(format!("{colour} is not running")),
-            None,
-        );
-    };
-    let url = format!("{url}{path}");
-    let prev = match prev {
-        Some(p) => p,
-        None => match scraper.scrape(&url, label).await {
-            Ok(p) => {
-                tokio::time::sleep(window).await;
-                p
-            }
-            Err(e) => return (Sample::Unavailable(e.to_string()), None),
-        },
-    };
-    match scraper.scrape(&url, label).await {
-        Ok(cur) => {
-            if cur.samples == 0 {
-                return (
-                    Sample::Unavailable(format!("{url} exposes no request metrics for {colour}")),
-                    Some(cur),
-                );
-            }
-            let w = scrape::window(&prev, &cur);
-            (
-                Sample::Data(Measurement {
-                    requests: w.requests,
-                    error_rate: w.error_rate,
-                    p99_seconds: w.p99_seconds,
-                }),
-                Some(cur),
-            )
-        }
-        Err(e) => (Sample::Unavailable(e.to_string()), None),
-    }
 }
 
 #[cfg(test)]

@@ -165,3 +165,76 @@ async fn observing_outside_a_run_reports_the_view_alone() {
     assert_eq!((run, attempt), (RunId(9), 2));
     assert!(matches!(outcome, Outcome::Observed(LiveView::Unasked)));
 }
+
+/// A traffic step that records what it was asked and refuses to switch back.
+#[derive(Default)]
+struct StubTraffic {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::deploy::TrafficStep for StubTraffic {
+    fn observe(&self) -> crate::deploy::BoxFuture<'_, LiveView> {
+        Box::pin(async { LiveView::Seen(Some(Colour::Blue)) })
+    }
+    fn switch(
+        &self,
+        to: Colour,
+        from: Option<Colour>,
+    ) -> crate::deploy::BoxFuture<'_, Result<(), String>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("switch {to} from {from:?}"));
+        Box::pin(async { Ok(()) })
+    }
+    fn switch_back(
+        &self,
+        to: Colour,
+        from: Colour,
+    ) -> crate::deploy::BoxFuture<'_, Result<(), String>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("back {to} from {from}"));
+        Box::pin(async { Err("the load balancer said no".to_string()) })
+    }
+}
+
+#[tokio::test]
+async fn switches_go_through_the_environments_traffic_step() {
+    let url = colour_server().await;
+    let (mut a, mut rx) = actor(&url, r#"["true"]"#).await;
+    let stub = Arc::new(StubTraffic::default());
+    a.drivers.get_mut(&prod()).unwrap().traffic = stub.clone();
+    a.spawn(
+        Action::Switch {
+            run: RunId(2),
+            attempt: 1,
+            env: prod(),
+            to: Colour::Green,
+            from: Some(Colour::Blue),
+        },
+        None,
+    );
+    let (_, _, outcome) = done(&mut rx).await;
+    assert!(matches!(outcome, Outcome::Switch(Ok(()))), "{outcome:?}");
+    a.spawn(
+        Action::SwitchBack {
+            run: RunId(2),
+            attempt: 1,
+            env: prod(),
+            to: Colour::Blue,
+            from: Colour::Green,
+        },
+        None,
+    );
+    let (_, _, outcome) = done(&mut rx).await;
+    let Outcome::SwitchBack(Err(why)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(why, "the load balancer said no");
+    assert_eq!(
+        *stub.calls.lock().unwrap(),
+        vec!["switch green from Some(Blue)", "back blue from green"]
+    );
+}

@@ -299,7 +299,7 @@ impl App {
         for r in &ch.runs {
             self.act.traffic_for(r.env.clone(), r.phase);
             if r.phase.is_terminal() {
-                self.act.forget(r.id);
+                self.act.forget(&r.env, r.id);
             }
         }
         for a in ch.actions {

@@ -1,12 +1,15 @@
 //! The `local` driver: the bundled demo app per colour as child processes that die with the
 //! bot, and a small HTTP router on the environment's port that sends traffic to the live colour.
 
+use super::{BoxFuture, DeployStep, TrafficStep};
+use crate::core::run::LiveView;
 use crate::core::{Colour, EnvName};
 use anyhow::{anyhow, Context, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,6 +232,61 @@ impl LocalDriver {
             }
         }
         Ok(self.live())
+    }
+}
+
+/// `[environments.X.deploy]` with `driver = "local"`, as written.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSection {
+    /// The router's port (0 = any free port).
+    #[serde(default)]
+    pub port: u16,
+}
+
+impl DeployStep for LocalDriver {
+    fn url(&self, colour: Colour) -> Option<String> {
+        LocalDriver::url(self, colour)
+    }
+
+    fn deploy<'a>(&'a self, colour: Colour, version: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            LocalDriver::deploy(self, colour, version)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn teardown(&self, colour: Colour) -> BoxFuture<'_, ()> {
+        Box::pin(LocalDriver::teardown(self, colour))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        live: Option<Colour>,
+        blue: Option<&'a str>,
+        green: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            LocalDriver::restore(self, live, blue, green).await?;
+            Ok(())
+        })
+    }
+}
+
+/// The router is the traffic step too.
+impl TrafficStep for LocalDriver {
+    /// The router is in this process: what it routes to is the truth.
+    fn observe(&self) -> BoxFuture<'_, LiveView> {
+        Box::pin(async move { LiveView::Seen(self.live()) })
+    }
+
+    fn switch(&self, to: Colour, _from: Option<Colour>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            LocalDriver::switch(self, to)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
     }
 }
 

@@ -8,6 +8,12 @@
 //! the counter `http_requests_total{color, code, path}` and the histogram
 //! `http_request_duration_seconds{color}` (`_bucket{le}`, `_sum`, `_count`).
 
+use super::{MetricsProvider, Target, Window};
+use crate::core::analysis::{Measurement, Sample};
+use crate::core::RunId;
+use crate::deploy::BoxFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Counter of requests; a `code` label starting with `5` marks an error.
@@ -100,7 +106,7 @@ pub fn parse(text: &str, colour: Option<&str>) -> Result<Snapshot, ScrapeError> 
         if !is_metric_name(name) {
             return Err(parse_err(
                 line_no,
-                format!("not a metric sample: {:?}", truncate(line, 60)),
+                format!("not a metric sample: {:?}", super::head(line, 60)),
             ));
         }
         let kind = if name == REQUESTS_METRIC {
@@ -161,13 +167,6 @@ enum Family {
     Sum,
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
@@ -223,7 +222,7 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
         if key.is_empty() {
             return Err(format!(
                 "bad label name at {:?}",
-                truncate(&body[start..], 20)
+                super::head(&body[start..], 20)
             ));
         }
         while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {
@@ -388,22 +387,130 @@ impl Scraper {
                 timeout: self.timeout,
             };
         }
-        // Flatten the cause chain into one line.
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            let msg = s.to_string();
-            if !reason.contains(&msg) {
-                reason.push_str(": ");
-                reason.push_str(&msg);
-            }
-            source = s.source();
-        }
-        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        let reason = crate::core::text::error_chain(&e);
         ScrapeError::Unreachable {
             url: url.to_owned(),
             reason,
         }
+    }
+}
+
+/// The scrape provider's config: the metrics path relative to a colour's URL, and whether
+/// only series labelled with the colour count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    pub path: String,
+    pub match_colour: bool,
+}
+
+impl ScrapeConfig {
+    /// The section's values over the defaults (`/metrics`, colour-matched).
+    pub fn new(path: Option<String>, match_colour: Option<bool>) -> ScrapeConfig {
+        ScrapeConfig {
+            match_colour: match_colour.unwrap_or(true),
+            path: path.unwrap_or_else(|| "/metrics".into()),
+        }
+    }
+}
+
+/// Judges a colour by two scrapes of its own `/metrics`: counter and histogram deltas. Keeps
+/// each monitored run's last scrape, so the next sample measures from it.
+pub struct ScrapeProvider {
+    cfg: ScrapeConfig,
+    scraper: Arc<Scraper>,
+    last: Mutex<HashMap<RunId, Snapshot>>,
+}
+
+impl ScrapeProvider {
+    pub fn new(cfg: ScrapeConfig, scraper: Arc<Scraper>) -> ScrapeProvider {
+        ScrapeProvider {
+            cfg,
+            scraper,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn label<'a>(&self, target: &'a Target) -> Option<&'a str> {
+        self.cfg.match_colour.then_some(target.colour.as_str())
+    }
+
+    /// Measures from `prev` (or a fresh scrape `window` ago) to now; the new scrape, if any,
+    /// is returned to keep.
+    async fn measure(
+        &self,
+        target: &Target,
+        prev: Option<Snapshot>,
+        fresh: Duration,
+    ) -> (Sample, Option<Snapshot>) {
+        let colour = target.colour;
+        let Some(url) = &target.url else {
+            return (
+                Sample::Unavailable(format!("{colour} is not running")),
+                None,
+            );
+        };
+        let url = format!("{url}{}", self.cfg.path);
+        let label = self.label(target);
+        let prev = match prev {
+            Some(p) => p,
+            None => match self.scraper.scrape(&url, label).await {
+                Ok(p) => {
+                    tokio::time::sleep(fresh).await;
+                    p
+                }
+                Err(e) => return (Sample::Unavailable(e.to_string()), None),
+            },
+        };
+        match self.scraper.scrape(&url, label).await {
+            Ok(cur) if cur.samples == 0 => (
+                Sample::Unavailable(format!("{url} exposes no request metrics for {colour}")),
+                Some(cur),
+            ),
+            Ok(cur) => {
+                let w = window(&prev, &cur);
+                let m = Measurement {
+                    requests: w.requests,
+                    error_rate: w.error_rate,
+                    p99_seconds: w.p99_seconds,
+                };
+                (Sample::Data(m), Some(cur))
+            }
+            Err(e) => (Sample::Unavailable(e.to_string()), None),
+        }
+    }
+}
+
+impl MetricsProvider for ScrapeProvider {
+    fn sample<'a>(&'a self, target: &'a Target, window: Window) -> BoxFuture<'a, Sample> {
+        Box::pin(async move {
+            match window {
+                Window::Fresh(d) => self.measure(target, None, d).await.0,
+                Window::Since { run, or } => {
+                    let prev = self.last.lock().expect("last").get(&run).cloned();
+                    let (s, snap) = self.measure(target, prev, or).await;
+                    if let Some(snap) = snap {
+                        self.last.lock().expect("last").insert(run, snap);
+                    }
+                    s
+                }
+            }
+        })
+    }
+
+    fn mark<'a>(&'a self, target: &'a Target, run: RunId) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(url) = &target.url else {
+                return;
+            };
+            let url = format!("{url}{}", self.cfg.path);
+            if let Ok(s) = self.scraper.scrape(&url, self.label(target)).await {
+                self.last.lock().expect("last").insert(run, s);
+            }
+        })
+    }
+
+    fn forget(&self, run: RunId) {
+        self.last.lock().expect("last").remove(&run);
     }
 }
 
@@ -729,5 +836,75 @@ go_info{version="go1.22 {weird}"} 1
         let rate = w.error_rate.unwrap();
         assert!((0.3..=0.7).contains(&rate), "{rate}");
         assert!(w.p99_seconds.is_some());
+    }
+
+    /// A colour whose request counter grows by 10 at every scrape; the count of scrapes.
+    async fn counting_colour() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let n = scrapes.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let k = n.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    format!(
+                        "http_requests_total{{color=\"blue\",code=\"200\"}} {}\n",
+                        k * 10
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), scrapes)
+    }
+
+    #[tokio::test]
+    async fn the_provider_measures_a_run_from_its_last_scrape_or_mark() {
+        use std::sync::atomic::Ordering;
+        let (url, scrapes) = counting_colour().await;
+        let p = ScrapeProvider::new(
+            ScrapeConfig::new(None, None),
+            Arc::new(Scraper::new(Duration::from_secs(5))),
+        );
+        let target = Target {
+            env: crate::core::EnvName::new("prod"),
+            colour: crate::core::Colour::Blue,
+            url: Some(url),
+        };
+        let requests = |s: Sample| match s {
+            Sample::Data(m) => m.requests,
+            other => panic!("{other:?}"),
+        };
+        let run = RunId(1);
+        let since = Window::Since {
+            run,
+            or: Duration::from_millis(1),
+        };
+        // No earlier scrape: a fresh window (two scrapes), whose end is kept.
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 2);
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 3);
+        // A mark starts the window again; a fresh window keeps nothing.
+        p.mark(&target, run).await;
+        let fresh = Window::Fresh(Duration::from_millis(1));
+        assert_eq!(requests(p.sample(&target, fresh).await), 10.0);
+        assert_eq!(requests(p.sample(&target, since).await), 30.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 7);
+        // A finished run's scrape is forgotten.
+        p.forget(run);
+        assert_eq!(requests(p.sample(&target, since).await), 10.0);
+        assert_eq!(scrapes.load(Ordering::SeqCst), 9);
+        let stopped = Target {
+            url: None,
+            ..target
+        };
+        match p.sample(&stopped, since).await {
+            Sample::Unavailable(why) => assert_eq!(why, "blue is not running"),
+            other => panic!("{other:?}"),
+        }
     }
 }

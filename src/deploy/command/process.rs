@@ -3,7 +3,7 @@
 //! No shell is ever involved: `argv[0]` is the program and every other element is passed to it as exactly one
 //! argument, whatever characters a substituted value contains.
 
-pub use crate::core::text::{mask, render_template};
+use crate::core::text::{mask, render_template};
 use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -218,6 +218,67 @@ fn longest(secrets: &[String]) -> usize {
     secrets.iter().map(String::len).max().unwrap_or(0)
 }
 
+/// Reads the child's output into `col` until it exited and closed its pipes (or a short grace
+/// period after its exit ran out); at `deadline` kills its process group. Returns its exit
+/// status and whether it timed out.
+async fn watch(
+    child: &mut tokio::process::Child,
+    guard: &mut GroupGuard,
+    col: &mut Collector,
+    deadline: Instant,
+    timeout: Duration,
+    shown: &str,
+) -> (Option<ExitStatus>, bool) {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut obuf = vec![0u8; 8192];
+    let mut ebuf = vec![0u8; 8192];
+    let mut deadline = deadline;
+    let mut exited = false;
+    let mut status: Option<ExitStatus> = None;
+    let mut timed_out = false;
+
+    loop {
+        if exited && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            r = read_some(&mut stdout, &mut obuf) => match r {
+                Ok(0) | Err(_) => stdout = None,
+                Ok(n) => col.push(&obuf[..n]),
+            },
+            r = read_some(&mut stderr, &mut ebuf) => match r {
+                Ok(0) | Err(_) => stderr = None,
+                Ok(n) => col.push(&ebuf[..n]),
+            },
+            s = child.wait(), if !exited => {
+                exited = true;
+                match s {
+                    Ok(s) => status = Some(s),
+                    Err(e) => col.push(format!("\n[greenlight: waiting for the process failed: {e}]\n").as_bytes()),
+                }
+                if !timed_out {
+                    // Exited by itself: leave any background processes alone.
+                    guard.pgid = None;
+                }
+                deadline = deadline.min(Instant::now() + DRAIN_GRACE);
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if exited || timed_out {
+                    // Grace period over: stop reading from whatever still holds the pipes.
+                    break;
+                }
+                timed_out = true;
+                tracing::warn!(command = %shown, timeout = %humantime::format_duration(timeout), "command timed out; killing its process group");
+                guard.kill();
+                let _ = child.start_kill();
+                deadline = Instant::now() + DRAIN_GRACE;
+            },
+        }
+    }
+    (status, timed_out)
+}
+
 /// Runs the program (tokio::process, stdin null, kill_on_drop), in its own process group; on timeout kills the
 /// whole group (SIGKILL) and returns timed_out. A program that cannot be started (not found) returns
 /// success=false with the OS error in output. Never panics.
@@ -271,54 +332,16 @@ pub async fn run(spec: RunSpec<'_>) -> CommandOutcome {
         pgid: child.id().and_then(|id| i32::try_from(id).ok()),
     };
 
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let mut obuf = vec![0u8; 8192];
-    let mut ebuf = vec![0u8; 8192];
     let mut col = Collector::new(max_output, longest_secret);
-    let mut deadline = started + timeout;
-    let mut exited = false;
-    let mut status: Option<ExitStatus> = None;
-    let mut timed_out = false;
-
-    loop {
-        if exited && stdout.is_none() && stderr.is_none() {
-            break;
-        }
-        tokio::select! {
-            r = read_some(&mut stdout, &mut obuf) => match r {
-                Ok(0) | Err(_) => stdout = None,
-                Ok(n) => col.push(&obuf[..n]),
-            },
-            r = read_some(&mut stderr, &mut ebuf) => match r {
-                Ok(0) | Err(_) => stderr = None,
-                Ok(n) => col.push(&ebuf[..n]),
-            },
-            s = child.wait(), if !exited => {
-                exited = true;
-                match s {
-                    Ok(s) => status = Some(s),
-                    Err(e) => col.push(format!("\n[greenlight: waiting for the process failed: {e}]\n").as_bytes()),
-                }
-                if !timed_out {
-                    // Exited by itself: leave any background processes alone.
-                    guard.pgid = None;
-                }
-                deadline = deadline.min(Instant::now() + DRAIN_GRACE);
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                if exited || timed_out {
-                    // Grace period over: stop reading from whatever still holds the pipes.
-                    break;
-                }
-                timed_out = true;
-                tracing::warn!(command = %shown, timeout = %humantime::format_duration(timeout), "command timed out; killing its process group");
-                guard.kill();
-                let _ = child.start_kill();
-                deadline = Instant::now() + DRAIN_GRACE;
-            },
-        }
-    }
+    let (status, timed_out) = watch(
+        &mut child,
+        &mut guard,
+        &mut col,
+        started + timeout,
+        timeout,
+        &shown,
+    )
+    .await;
 
     let exit_code = if timed_out {
         None

@@ -1,0 +1,453 @@
+//! `[environments.NAME]`: who deploys, the checklist, channels, the driver's deploy and
+//! traffic steps (their sections are the components' schemas), health, smoke, monitoring and
+//! metrics.
+
+use super::{ConfigError, Ctx, MetricsConfig};
+use crate::core::EnvName;
+use crate::deploy::command::schema as command;
+use crate::deploy::command::{CommandDriverConfig, CommandTrafficConfig};
+use crate::deploy::haproxy::{self, HaproxyConfig};
+use crate::deploy::local::LocalSection;
+use crate::metrics::schema::MetricsSection;
+use crate::verify::SmokeStep;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct ChecklistItemConfig {
+    pub text: String,
+    pub group: String,
+    pub approvals: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub deploys: String,
+    pub incidents: String,
+    pub announce: String,
+    pub slack_channel: Option<String>,
+    pub slack_incident_channel: Option<String>,
+    pub discord_channel: Option<String>,
+    pub discord_incident_channel: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub path: String,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub duration: Duration,
+    pub interval: Duration,
+    /// Error-rate threshold as a fraction (0.01 = 1%).
+    pub error_rate: f64,
+    /// Latency trigger: p99 more than this many times the baseline (3.0 = 200% above).
+    pub latency_factor: f64,
+    /// Fewer requests than this in a window: inconclusive.
+    pub min_requests: u64,
+    /// How long the old colour is kept warm after a stable run.
+    pub keep_warm: Duration,
+    /// A p99 under this is never called a spike (tiny baselines are noisy).
+    pub latency_floor: Duration,
+}
+
+/// How traffic is sent to a colour.
+#[derive(Debug, Clone)]
+pub enum TrafficConfig {
+    /// The local driver's own router.
+    LocalRouter,
+    /// argv templates: `switch` (and `rollback` to switch back, else `switch` again).
+    Command(CommandTrafficConfig),
+    /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
+    Haproxy(HaproxyConfig),
+}
+
+/// How a version is put on a colour.
+#[derive(Debug, Clone)]
+pub enum DeployConfig {
+    /// The bundled demo app per colour, with a built-in router on `port`.
+    Local(LocalSection),
+    /// argv templates (never a shell).
+    Command(CommandDriverConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvConfig {
+    pub name: EnvName,
+    pub display_name: String,
+    pub deployers: String,
+    pub checklist_expiry: Duration,
+    pub channels: Channels,
+    pub services: Vec<String>,
+    /// Versions that are neither semver nor a git sha but accepted here (`*` = safe chars).
+    pub version_pattern: Option<String>,
+    pub checklist: Vec<ChecklistItemConfig>,
+    pub deploy: DeployConfig,
+    pub traffic: TrafficConfig,
+    pub health: HealthConfig,
+    pub smoke: Vec<SmokeStep>,
+    /// Values available to smoke steps as `{name}` (secrets resolved from the environment).
+    pub smoke_vars: BTreeMap<String, String>,
+    pub monitor: MonitorConfig,
+    pub metrics: MetricsConfig,
+    /// Secret values to mask in anything posted.
+    pub secrets: Vec<String>,
+}
+
+impl EnvConfig {
+    /// The live colour a person stated in the config, for a traffic step that cannot be asked.
+    pub fn stated_live(&self) -> Option<Option<crate::core::Colour>> {
+        match &self.traffic {
+            TrafficConfig::Command(c) => c.live,
+            _ => None,
+        }
+    }
+}
+
+// ---- the section as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnv {
+    display_name: Option<String>,
+    deployers: Option<Spanned<String>>,
+    checklist_expiry: Option<Spanned<String>>,
+    channel: Option<String>,
+    incident_channel: Option<String>,
+    announce_channel: Option<String>,
+    slack_channel: Option<String>,
+    slack_incident_channel: Option<String>,
+    discord_channel: Option<String>,
+    discord_incident_channel: Option<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    version_pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    checklist: Vec<RawItem>,
+    deploy: Option<Spanned<RawDeploy>>,
+    traffic: Option<Spanned<RawTraffic>>,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    smoke: Vec<SmokeStep>,
+    #[serde(default)]
+    smoke_vars: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    monitor: RawMonitor,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    text: String,
+    group: Option<Spanned<String>>,
+    approvals: Option<u32>,
+}
+
+/// `[environments.X.deploy]`: `driver` picks the deploy step, whose schema the rest is.
+#[allow(clippy::large_enum_variant)] // parsed once at start
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "driver", rename_all = "lowercase")]
+enum RawDeploy {
+    Local(LocalSection),
+    Command(command::DeploySection),
+}
+
+/// `[environments.X.traffic]`: `driver` picks the traffic step, whose schema the rest is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "driver", rename_all = "lowercase")]
+enum RawTraffic {
+    Command(command::TrafficSection),
+    Haproxy(haproxy::TrafficSection),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<String>,
+    timeout: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    duration: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    error_rate: Option<Spanned<f64>>,
+    latency_factor: Option<Spanned<f64>>,
+    min_requests: Option<u64>,
+    keep_warm: Option<Spanned<String>>,
+    latency_floor: Option<Spanned<String>>,
+}
+
+// ---- validation -------------------------------------------------------------------------
+
+/// One environment; `groups` are the groups that have somebody in them.
+pub(super) fn environment(
+    cx: &Ctx,
+    groups: &BTreeSet<&str>,
+    key: Spanned<String>,
+    e: RawEnv,
+) -> Result<EnvConfig, ConfigError> {
+    let name = key.get_ref().clone();
+    if !crate::core::command::is_name(&name) {
+        return cx.err(
+            key.span(),
+            format!("environment name \"{name}\" must use letters, digits, - and _"),
+        );
+    }
+    let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
+    let checklist = checklist(cx, groups, e.checklist)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, e.deploy, e.traffic)?;
+    let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
+    let health = health(cx, e.health)?;
+    let monitor = monitor(cx, &key, &e.monitor)?;
+    let metrics = e
+        .metrics
+        .validate(&name)
+        .or_else(|(span, m)| cx.err(span, m))?;
+    let version_pattern = match e.version_pattern {
+        Some(p) => {
+            if let Err(m) = crate::core::command::check_pattern(p.get_ref()) {
+                return cx.err(p.span(), format!("environment \"{name}\": {m}"));
+            }
+            Some(p.into_inner())
+        }
+        None => None,
+    };
+    let checklist_expiry = cx.opt_duration(
+        &e.checklist_expiry,
+        "checklist_expiry",
+        Duration::from_secs(4 * 3600),
+    )?;
+    Ok(EnvConfig {
+        name: EnvName::new(name.clone()),
+        display_name: e.display_name.unwrap_or_else(|| name.clone()),
+        deployers,
+        checklist_expiry,
+        channels: Channels {
+            deploys: e.channel.unwrap_or_else(|| "deploys".into()),
+            incidents: e.incident_channel.unwrap_or_else(|| "incidents".into()),
+            announce: e.announce_channel.unwrap_or_else(|| "announce".into()),
+            slack_channel: e.slack_channel,
+            slack_incident_channel: e.slack_incident_channel,
+            discord_channel: e.discord_channel,
+            discord_incident_channel: e.discord_incident_channel,
+        },
+        services: e.services,
+        version_pattern,
+        checklist,
+        deploy,
+        traffic,
+        health,
+        smoke: e.smoke,
+        smoke_vars,
+        monitor,
+        metrics,
+        secrets,
+    })
+}
+
+fn deployers(
+    cx: &Ctx,
+    groups: &BTreeSet<&str>,
+    key: &Spanned<String>,
+    raw: Option<&Spanned<String>>,
+) -> Result<String, ConfigError> {
+    let name = key.get_ref();
+    let deployers = raw
+        .map(|d| d.get_ref().clone())
+        .unwrap_or_else(|| "deployers".into());
+    if groups.contains(deployers.as_str()) {
+        return Ok(deployers);
+    }
+    let line = raw
+        .map(|d| cx.line_of(d.span().start))
+        .or_else(|| Some(cx.line_of(key.span().start)));
+    Err(ConfigError {
+        line,
+        message: format!(
+            "environment \"{name}\": deployers group \"{deployers}\" has nobody in it"
+        ),
+    })
+}
+
+fn checklist(
+    cx: &Ctx,
+    groups: &BTreeSet<&str>,
+    raw: Vec<RawItem>,
+) -> Result<Vec<ChecklistItemConfig>, ConfigError> {
+    let mut checklist = Vec::new();
+    for item in raw {
+        let group = item
+            .group
+            .as_ref()
+            .map(|g| g.get_ref().clone())
+            .unwrap_or_else(|| "reviewers".into());
+        if !groups.contains(group.as_str()) {
+            let line = item
+                .group
+                .as_ref()
+                .map(|g| cx.line_of(g.span().start))
+                .or_else(|| cx.find_line(&item.text));
+            return Err(ConfigError {
+                line,
+                message: format!(
+                    "checklist item \"{}\": group \"{group}\" has nobody in it",
+                    item.text
+                ),
+            });
+        }
+        let approvals = item.approvals.unwrap_or(1);
+        if approvals == 0 {
+            return Err(ConfigError {
+                line: cx.find_line(&item.text),
+                message: format!(
+                    "checklist item \"{}\": approvals must be at least 1",
+                    item.text
+                ),
+            });
+        }
+        checklist.push(ChecklistItemConfig {
+            text: item.text,
+            group,
+            approvals,
+        });
+    }
+    Ok(checklist)
+}
+
+/// The deploy step and the traffic step (written in the deploy section or in its own), and
+/// the secrets they resolved.
+fn steps(
+    cx: &Ctx,
+    key: &Spanned<String>,
+    deploy: Option<Spanned<RawDeploy>>,
+    traffic: Option<Spanned<RawTraffic>>,
+) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
+    let name = key.get_ref();
+    let Some(deploy_raw) = deploy else {
+        return cx.err(
+            key.span(),
+            format!("environment \"{name}\" has no [environments.{name}.deploy] section: set driver = \"local\" or \"command\""),
+        );
+    };
+    let span = deploy_raw.span();
+    let c = match deploy_raw.into_inner() {
+        RawDeploy::Local(l) => {
+            if let Some(t) = traffic {
+                return cx.err(t.span(), format!("environment \"{name}\": the local driver has its own router; remove [environments.{name}.traffic]"));
+            }
+            return Ok((DeployConfig::Local(l), TrafficConfig::LocalRouter, vec![]));
+        }
+        RawDeploy::Command(c) => c
+            .validate(name, cx.lookup)
+            .or_else(|m| cx.err(span.clone(), m))?,
+    };
+    let traffic = match (traffic, c.traffic) {
+        (Some(t), sw) => {
+            let tspan = t.span();
+            if sw.is_some() {
+                return cx.err(tspan, format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
+            }
+            match t.into_inner() {
+                RawTraffic::Command(t) => t.validate(name).map(TrafficConfig::Command),
+                RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
+            }
+            .or_else(|m| cx.err(tspan, m))?
+        }
+        (None, Some(sw)) => TrafficConfig::Command(sw),
+        (None, None) => {
+            return cx.err(
+                span,
+                format!("environment \"{name}\" has no way to switch traffic: add deploy.switch or an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"),
+            )
+        }
+    };
+    let command_traffic = match &traffic {
+        TrafficConfig::Command(t) => Some(t),
+        _ => None,
+    };
+    command::check_templates(name, &c.deploy, command_traffic).or_else(|m| cx.err(span, m))?;
+    Ok((DeployConfig::Command(c.deploy), traffic, c.secrets))
+}
+
+fn smoke_vars(
+    cx: &Ctx,
+    name: &str,
+    raw: BTreeMap<String, Spanned<String>>,
+    secrets: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut smoke_vars = BTreeMap::new();
+    for (k, v) in raw {
+        let span = v.span();
+        let value = crate::deploy::command::expand_env_refs(v.get_ref(), cx.lookup)
+            .or_else(|m| cx.err(span, format!("environment \"{name}\": smoke_vars.{k}: {m}")))?;
+        if v.get_ref().contains("${") {
+            secrets.push(value.clone());
+        }
+        smoke_vars.insert(k, value);
+    }
+    Ok(smoke_vars)
+}
+
+fn health(cx: &Ctx, h: RawHealth) -> Result<HealthConfig, ConfigError> {
+    Ok(HealthConfig {
+        path: h.path.unwrap_or_else(|| "/healthz".into()),
+        timeout: cx.opt_duration(&h.timeout, "health.timeout", Duration::from_secs(30))?,
+        interval: cx.opt_duration(&h.interval, "health.interval", Duration::from_millis(250))?,
+    })
+}
+
+fn monitor(cx: &Ctx, key: &Spanned<String>, m: &RawMonitor) -> Result<MonitorConfig, ConfigError> {
+    let name = key.get_ref();
+    let error_rate = match &m.error_rate {
+        Some(v) if !(v.get_ref() > &0.0 && v.get_ref() < &1.0) => {
+            return cx.err(
+                v.span(),
+                "monitor.error_rate is a fraction between 0 and 1 (0.01 = 1%)",
+            )
+        }
+        Some(v) => *v.get_ref(),
+        None => 0.01,
+    };
+    let latency_factor = match &m.latency_factor {
+        Some(v) if *v.get_ref() <= 1.0 => {
+            return cx.err(
+                v.span(),
+                "monitor.latency_factor must be above 1 (3.0 = 200% above the baseline)",
+            )
+        }
+        Some(v) => *v.get_ref(),
+        None => 3.0,
+    };
+    let secs = Duration::from_secs;
+    let monitor = MonitorConfig {
+        duration: cx.opt_duration(&m.duration, "monitor.duration", secs(30))?,
+        interval: cx.opt_duration(&m.interval, "monitor.interval", secs(5))?,
+        error_rate,
+        latency_factor,
+        min_requests: m.min_requests.unwrap_or(20),
+        keep_warm: cx.opt_duration(&m.keep_warm, "monitor.keep_warm", secs(600))?,
+        latency_floor: cx.opt_duration(
+            &m.latency_floor,
+            "monitor.latency_floor",
+            Duration::from_millis(50),
+        )?,
+    };
+    if monitor.interval > monitor.duration {
+        return cx.err(
+            m.interval.as_ref().map(|s| s.span()).unwrap_or(key.span()),
+            format!("environment \"{name}\": monitor.interval is longer than monitor.duration"),
+        );
+    }
+    Ok(monitor)
+}

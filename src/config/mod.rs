@@ -1,0 +1,274 @@
+//! The configuration file: the file-level schema, parsing with line numbers, and validation
+//! into `Config`. Pure apart from `load`, which reads the file; secrets are `${NAME}`
+//! references read from the environment, never stored in the file.
+//!
+//! One file per part of the file: `bot.rs` (`[bot]`, `[local]`, `[slack]`, `[discord]`),
+//! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`). A driver's or
+//! provider's own section is its component's schema (`deploy::command::schema`,
+//! `deploy::haproxy`, `deploy::local`, `metrics::schema`, `verify::SmokeStep`): config
+//! knows which section holds it and adds line numbers, never its fields.
+
+mod bot;
+mod environment;
+mod people;
+#[cfg(test)]
+mod tests;
+
+pub use crate::metrics::schema::MetricsConfig;
+pub use environment::{
+    Channels, ChecklistItemConfig, DeployConfig, EnvConfig, HealthConfig, MonitorConfig,
+    TrafficConfig,
+};
+
+use crate::core::freeze::FreezeRule;
+use crate::core::{EnvName, UserId};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration problem, with the line it is on when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bot: BotConfig,
+    pub local: LocalConfig,
+    pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
+    pub users: BTreeMap<UserId, User>,
+    pub freezes: Vec<FreezeRule>,
+    pub environments: BTreeMap<EnvName, EnvConfig>,
+    /// Non-fatal remarks (inactive platform sections and the like).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    pub timezone: Tz,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// sled's page cache, capped (sled's default is 1 GiB).
+    pub cache_bytes: u64,
+    /// How the bot's own pages are reached from chat links.
+    pub public_url: Option<String>,
+    /// How many local-channel messages are kept.
+    pub local_retention: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LocalConfig {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub mode: SlackMode,
+    pub api_url: String,
+}
+
+/// How Slack reaches the bot: Socket Mode (the default: no public URL needed) or signed HTTP
+/// requests to `/slack/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlackMode {
+    #[default]
+    Socket,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    pub api_url: String,
+    pub guild_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub slack: Option<String>,
+    pub discord: Option<String>,
+    pub groups: BTreeSet<String>,
+}
+
+impl Config {
+    pub fn user(&self, id: &UserId) -> Option<&User> {
+        self.users.get(id)
+    }
+    pub fn in_group(&self, id: &UserId, group: &str) -> bool {
+        self.users.get(id).is_some_and(|u| u.groups.contains(group))
+    }
+    /// Members of a group, in name order.
+    pub fn members(&self, group: &str) -> Vec<UserId> {
+        self.users
+            .iter()
+            .filter(|(_, u)| u.groups.contains(group))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+    pub fn env(&self, name: &EnvName) -> Option<&EnvConfig> {
+        self.environments.get(name)
+    }
+    /// Every environment's `version_pattern`, for the command parser.
+    pub fn version_patterns(&self) -> Vec<String> {
+        self.environments
+            .values()
+            .filter_map(|e| e.version_pattern.clone())
+            .collect()
+    }
+
+    pub fn env_names(&self) -> String {
+        self.environments
+            .keys()
+            .map(|e| e.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+// ---- the file ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    bot: bot::RawBot,
+    #[serde(default)]
+    local: bot::RawLocal,
+    slack: Option<bot::RawSlack>,
+    discord: Option<bot::RawDiscord>,
+    #[serde(default)]
+    users: BTreeMap<String, people::RawUser>,
+    #[serde(default)]
+    freeze: Vec<people::RawFreeze>,
+    #[serde(default)]
+    environments: BTreeMap<Spanned<String>, environment::RawEnv>,
+}
+
+/// Reads and parses a config file. Environment references are resolved with the process env.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        line: None,
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `lookup` resolves `${NAME}` references.
+pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let cx = Ctx { text, lookup };
+    let raw: Raw = toml::from_str(text).map_err(|e| ConfigError {
+        line: e.span().map(|s| cx.line_of(s.start)),
+        message: e.message().replace('\n', " ").trim().to_string(),
+    })?;
+    let mut warnings = Vec::new();
+    let bot = bot::bot(&cx, raw.bot)?;
+    let slack = bot::slack(&cx, raw.slack, &mut warnings)?;
+    let discord = bot::discord(&cx, raw.discord, &mut warnings);
+    let users = people::users(&cx, raw.users)?;
+    let groups: BTreeSet<&str> = users
+        .values()
+        .flat_map(|u| u.groups.iter().map(|g| g.as_str()))
+        .collect();
+    let env_keys: BTreeSet<String> = raw
+        .environments
+        .keys()
+        .map(|k| k.get_ref().clone())
+        .collect();
+    let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
+    let mut environments = BTreeMap::new();
+    for (key, e) in raw.environments {
+        let env = environment::environment(&cx, &groups, key, e)?;
+        environments.insert(env.name.clone(), env);
+    }
+    if environments.is_empty() {
+        return Err(ConfigError {
+            line: None,
+            message: "no environments configured: add an [environments.NAME] section".into(),
+        });
+    }
+    Ok(Config {
+        bot,
+        local: LocalConfig {
+            enabled: raw.local.enabled,
+        },
+        slack,
+        discord,
+        users,
+        freezes,
+        environments,
+        warnings,
+    })
+}
+
+/// The text being parsed (for line numbers) and how `${NAME}` references resolve.
+struct Ctx<'a> {
+    text: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            line: Some(self.line_of(span.start)),
+            message: message.into(),
+        })
+    }
+    /// The first line that contains `needle` (for errors about values without a span).
+    fn find_line(&self, needle: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+    }
+    fn duration(&self, s: &Spanned<String>, what: &str) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(s.get_ref()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => self.err(s.span(), format!("{what} must be longer than zero")),
+            Err(e) => self.err(
+                s.span(),
+                format!(
+                    "{what}: \"{}\" is not a duration ({e}); write e.g. \"30s\", \"5m\", \"4h\"",
+                    s.get_ref()
+                ),
+            ),
+        }
+    }
+    fn opt_duration(
+        &self,
+        s: &Option<Spanned<String>>,
+        what: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match s {
+            Some(s) => self.duration(s, what),
+            None => Ok(default),
+        }
+    }
+}

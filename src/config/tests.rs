@@ -1,0 +1,76 @@
+//! Parsing the config file: the default config, line numbers of errors, secrets.
+
+use super::*;
+
+const DEFAULT: &str = include_str!("../../config/greenlight.toml");
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn the_default_config_parses() {
+    let c = parse(DEFAULT, &no_env).unwrap();
+    assert_eq!(c.environments.len(), 2);
+    let prod = c.env(&EnvName::new("prod")).unwrap();
+    assert_eq!(prod.display_name, "Production");
+    assert_eq!(prod.checklist.len(), 5);
+    assert_eq!(
+        c.env(&EnvName::new("staging")).unwrap().display_name,
+        "Staging"
+    );
+    assert!(c.in_group(&UserId::new("alice"), "break-glass"));
+    assert!(!c.in_group(&UserId::new("bob"), "break-glass"));
+    assert!(c.in_group(&UserId::new("carol"), "reviewers"));
+    assert!(!c.in_group(&UserId::new("carol"), "deployers"));
+    assert_eq!(c.freezes.len(), 1);
+}
+
+fn err_of(text: &str) -> ConfigError {
+    parse(text, &no_env).expect_err("should fail")
+}
+
+#[test]
+fn errors_point_at_the_line() {
+    let base = "[users.a]\ngroups = [\"deployers\", \"reviewers\"]\n[environments.x.deploy]\ndriver = \"local\"\n";
+    let cases: Vec<(String, usize, &str)> = vec![
+        (format!("{base}[bot]\ntimezone = \"Mars/Base\"\n"), 6, "unknown timezone"),
+        (format!("{base}[bot]\nbogus = 1\n"), 6, "unknown field"),
+        (format!("{base}[[freeze]]\nname = \"f\"\ncron = \"0 17 * *\"\nduration = \"1h\"\n"), 7, "freeze \"f\""),
+        (format!("{base}[[freeze]]\nname = \"f\"\ncron = \"0 17 * * 5\"\nduration = \"1 fortnight\"\n"), 8, "freeze \"f\""),
+        (format!("{base}[environments.x]\nchecklist_expiry = \"soon\"\n"), 6, "not a duration"),
+        (format!("{base}[environments.x]\ndeployers = \"ops\"\n"), 6, "nobody in it"),
+        (format!("{base}[[environments.x.checklist]]\ntext = \"t\"\ngroup = \"qa\"\n"), 7, "nobody in it"),
+        (format!("{base}[environments.x.monitor]\nerror_rate = 5.0\n"), 6, "fraction"),
+        (format!("{base}[environments.y]\ndisplay_name = \"Y\"\n"), 5, "has no [environments.y.deploy]"),
+        (format!("{base}[bot\n"), 5, ""),
+    ];
+    for (text, line, msg) in cases {
+        let e = err_of(&text);
+        assert_eq!(e.line, Some(line), "{text}\n-> {e}");
+        assert!(e.message.contains(msg), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment() {
+    let text = "[users.a]\ngroups = [\"deployers\"]\n[environments.x.deploy]\ndriver = \"local\"\n[environments.x.smoke_vars]\npassword = \"${DEMO_PASSWORD}\"\n";
+    let e = parse(text, &no_env).unwrap_err();
+    assert_eq!(e.line, Some(6));
+    assert!(e.message.contains("DEMO_PASSWORD"), "{e}");
+    let c = parse(text, &|n| {
+        (n == "DEMO_PASSWORD").then(|| "s3cret".to_string())
+    })
+    .unwrap();
+    let x = c.env(&EnvName::new("x")).unwrap();
+    assert_eq!(x.smoke_vars["password"], "s3cret");
+    assert_eq!(x.secrets, vec!["s3cret".to_string()]);
+}
+
+#[test]
+fn inactive_platforms_warn() {
+    let text = "[slack]\nmode = \"socket\"\n[users.a]\ngroups = [\"deployers\"]\n[environments.x.deploy]\ndriver = \"local\"\n";
+    let c = parse(text, &no_env).unwrap();
+    assert!(c.warnings[0].contains("SLACK_BOT_TOKEN"));
+}
