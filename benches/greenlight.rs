@@ -4,8 +4,9 @@
 //! environment: failed requests through the router during a switch, and the time from a fault
 //! starting to traffic back on the old colour. Run with `cargo bench --bench greenlight`; one
 //! group of rows with `cargo bench --bench greenlight -- ack` (or `rss`, `store`, `demo`,
-//! `slack`). The `ack` rows run a fresh bot each: 200/s and 500/s on a quiet disk, and 200/s
-//! while a background writer keeps the disk busy.
+//! `slack`); `GREENLIGHT_BENCH_BIN=<path>` runs another build of the bot. The `ack` rows run a
+//! fresh bot each: 200/s and 500/s on a quiet disk, and 200/s while a background writer keeps
+//! the disk busy.
 
 use greenlight::core::checklist::Checklist;
 use greenlight::core::run::{EnvState, MonitorProgress, Phase, Run, RunKind};
@@ -18,7 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_greenlight");
+/// The bot under test: this build's, or another one's (`GREENLIGHT_BENCH_BIN`, to compare a
+/// change with the build before it on the same rows).
+fn bin() -> String {
+    std::env::var("GREENLIGHT_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greenlight").to_string())
+}
 
 fn envs_config(n: usize) -> String {
     let mut s = String::from(
@@ -47,7 +53,7 @@ impl Drop for Bot {
 
 fn start(dir: &Path) -> Bot {
     let t = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.join("g.toml"))
         .arg("--data")
@@ -631,7 +637,7 @@ async fn slack_bench(rows: &mut Vec<(String, String, String)>) {
     cfg = format!("[slack]\nmode = \"http\"\napi_url = \"{fake}/api/\"\n{cfg}");
     std::fs::write(tmp.path().join("g.toml"), cfg).unwrap();
     let secret = "bench-signing-secret";
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(tmp.path().join("g.toml"))
         .arg("--data")
@@ -725,7 +731,7 @@ fn main() {
         .build()
         .unwrap();
     let mut rows = Vec::new();
-    let want = |s: &str| only.as_deref().is_none_or(|o| s.contains(o));
+    let want = |s: &str| only.as_deref().is_none_or(|o| s == o);
     if want("ack") {
         rt.block_on(ack_bench(&mut rows));
     }
