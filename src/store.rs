@@ -85,13 +85,17 @@ fn be_u64(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
 }
 
-/// Everything one step changes, written as one batch.
+/// Everything one commit changes (one step, or every step of a group commit), written as one
+/// batch with one flush. Reads through it see what it holds (messages, keys, runs, event ids)
+/// before it is written, so a later step of a group sees the earlier ones.
 pub struct WriteSet<'a> {
     store: &'a Store,
     batch: sled::Batch,
     msgs: BTreeMap<u64, LocalMessage>,
     keys: BTreeMap<String, u64>,
     idem: Vec<String>,
+    /// The runs written, for `history` (newest state of each).
+    runs: BTreeMap<RunId, Run>,
     pub new_messages: usize,
     pub outboxed: usize,
 }
@@ -110,6 +114,7 @@ impl WriteSet<'_> {
         }
         self.batch
             .insert(format!("hist/{}/{:020}", run.env, run.id.0).as_bytes(), &[]);
+        self.runs.insert(run.id, run.clone());
     }
     pub fn put_env(&mut self, env: &EnvName, st: &EnvState) {
         self.batch.insert(
@@ -163,6 +168,24 @@ impl WriteSet<'_> {
         );
         self.outboxed += 1;
         Ok(())
+    }
+    /// Was this platform event id handled already (written, or held here)?
+    pub fn seen(&self, platform: Platform, id: &str) -> Result<bool> {
+        let k = format!("idem/{platform}/{id}");
+        Ok(self.idem.contains(&k) || self.store.t.contains_key(k.as_bytes())?)
+    }
+    /// The newest `limit` runs of an environment, newest first, with the runs held here.
+    pub fn history(&self, env: &EnvName, limit: usize) -> Result<Vec<Run>> {
+        let mut runs: BTreeMap<RunId, Run> = self
+            .store
+            .history(env, limit)?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        for r in self.runs.values().filter(|r| &r.env == env) {
+            runs.insert(r.id, r.clone());
+        }
+        Ok(runs.into_values().rev().take(limit).collect())
     }
     /// Records a platform event id; false if it was seen before (a redelivery).
     pub fn first_time(&mut self, platform: Platform, id: &str, now: DateTime<Utc>) -> Result<bool> {
@@ -246,6 +269,7 @@ impl Store {
             msgs: BTreeMap::new(),
             keys: BTreeMap::new(),
             idem: Vec::new(),
+            runs: BTreeMap::new(),
             new_messages: 0,
             outboxed: 0,
         }
