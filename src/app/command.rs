@@ -6,14 +6,16 @@ use super::App;
 use crate::core::command::{Command, UsageError};
 use crate::core::run::{Changes, Reply};
 use crate::core::{EnvName, Platform, UserId};
+use crate::store::WriteSet;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 impl App {
-    /// Carries out a command from any platform (or answers its usage error); the answer goes
-    /// back to `origin` and is also returned (Discord answers with it).
+    /// Carries out a command from any platform (or answers its usage error) into the batch
+    /// `ws`; the answer goes back to `origin` and is also returned (Discord answers with it).
     pub(super) fn handle_command(
         &mut self,
+        ws: &mut WriteSet<'_>,
         pre: Option<Dedup>,
         uid: &UserId,
         parsed: Result<Command, UsageError>,
@@ -30,7 +32,7 @@ impl App {
                 ..Default::default()
             },
             Ok(Command::History { env, limit }) => Changes {
-                reply: Some(self.history_text(&env, limit, origin.platform())?),
+                reply: Some(self.history_text(ws, &env, limit, origin.platform())?),
                 ..Default::default()
             },
             Ok(cmd) => {
@@ -38,21 +40,23 @@ impl App {
                 self.engine.command_from(uid, cmd, origin.platform(), now)
             }
         };
-        let store = self.store.clone();
-        let mut ws = store.begin();
         if let Some(p) = pre {
-            p.write(&mut ws, now)?;
+            p.write(ws, now)?;
         }
         let reply = ch.reply.clone();
-        self.commit_changes(ws, ch, Some(origin), now)?;
-        self.telemetry
-            .ack_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.stage(ws, ch, Some(origin), now)?;
+        self.after.push(super::AfterFlush::Acked(started));
         Ok(reply)
     }
 
-    /// The last runs on an environment, newest first.
-    fn history_text(&self, env: &EnvName, limit: usize, platform: Platform) -> Result<Reply> {
+    /// The last runs on an environment, newest first (with those of the batch being built).
+    fn history_text(
+        &self,
+        ws: &WriteSet<'_>,
+        env: &EnvName,
+        limit: usize,
+        platform: Platform,
+    ) -> Result<Reply> {
         if !self.cfg.environments.contains_key(env) {
             let history = Command::History {
                 env: env.clone(),
@@ -67,7 +71,7 @@ impl App {
                 private: true,
             });
         }
-        let runs = self.store.history(env, limit)?;
+        let runs = ws.history(env, limit)?;
         let tz = self.cfg.bot.timezone;
         let text = if runs.is_empty() {
             format!("No runs on {env} yet.")

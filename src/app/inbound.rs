@@ -9,7 +9,7 @@ use crate::core::command::{self, Command, UsageError};
 use crate::core::message::{self, KeyRef};
 use crate::core::run::Changes;
 use crate::core::{Platform, UserId};
-use crate::store::LocalMessage;
+use crate::store::{LocalMessage, WriteSet};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
@@ -52,11 +52,7 @@ pub(super) struct Dedup {
 }
 
 impl Dedup {
-    pub(super) fn write(
-        self,
-        ws: &mut crate::store::WriteSet<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub(super) fn write(self, ws: &mut WriteSet<'_>, now: DateTime<Utc>) -> Result<()> {
         ws.first_time(self.platform, &self.id, now)?;
         Ok(())
     }
@@ -101,8 +97,14 @@ impl Handle {
 
 impl App {
     /// Handles one chat event from any adapter, once: a remote platform's event id is written
-    /// in the same batch as its effects, and a redelivery is recognised by it.
-    pub(super) fn inbound(&mut self, inbound: Inbound, now: DateTime<Utc>) -> Result<Handled> {
+    /// in the same batch as its effects, and a redelivery is recognised by it (also within
+    /// the batch being built).
+    pub(super) fn inbound(
+        &mut self,
+        inbound: Inbound,
+        ws: &mut WriteSet<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled> {
         let Inbound {
             platform,
             dedup,
@@ -112,10 +114,10 @@ impl App {
             response_url,
         } = inbound;
         if platform == Platform::Local {
-            return self.local(user, channel, kind, now);
+            return self.local(user, channel, kind, ws, now);
         }
         let dedup = match dedup {
-            Some(id) if self.store.seen(platform, &id)? => {
+            Some(id) if ws.seen(platform, &id)? => {
                 tracing::info!(%platform, dedup = %id, "redelivery ignored");
                 return Ok(Handled {
                     answer: Some(Answer::ephemeral("This was already handled.")),
@@ -135,31 +137,33 @@ impl App {
         match kind {
             Kind::Message { text, .. } => {
                 match command::parse_with(&text, &self.version_patterns) {
-                    Some(parsed) => self.remote_command(remote, parsed, now),
+                    Some(parsed) => self.remote_command(remote, parsed, ws, now),
                     None => Ok(Handled::default()),
                 }
             }
-            Kind::Command(cmd) => self.remote_command(remote, Ok(cmd), now),
+            Kind::Command(cmd) => self.remote_command(remote, Ok(cmd), ws, now),
             Kind::Reaction {
                 message,
                 emoji,
                 added,
-            } => self.remote_reaction(remote, &message, &emoji, added, now),
-            Kind::Click { message, button } => self.click(remote, &message, button, now),
+            } => self.remote_reaction(remote, (&message, &emoji, added), ws, now),
+            Kind::Click { message, button } => self.click(remote, &message, button, ws, now),
         }
     }
 
-    /// The local channel: a post (kept, then acted on when it is a command) or a reaction.
+    /// The local channel: a post (kept, then acted on when it is a command, in the same batch)
+    /// or a reaction.
     fn local(
         &mut self,
         user: String,
         channel: String,
         kind: Kind,
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<Handled> {
         match kind {
             Kind::Message { text, thread } => {
-                let id = self.local_post(user, text, channel, thread, now)?;
+                let id = self.local_post(user, (text, channel, thread), ws, now)?;
                 Ok(Handled {
                     message_id: Some(id),
                     ..Default::default()
@@ -170,7 +174,7 @@ impl App {
                 emoji,
                 added,
             } => {
-                let changed = self.local_reaction(user, message, emoji, added, now)?;
+                let changed = self.local_reaction(user, (message, emoji, added), ws, now)?;
                 Ok(Handled {
                     changed,
                     ..Default::default()
@@ -187,15 +191,16 @@ impl App {
         &mut self,
         mut r: Remote,
         parsed: Result<Command, UsageError>,
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<Handled> {
         let origin = r.origin(None);
         let reply = match self.person(r.platform, &r.user) {
-            Some(uid) => self.handle_command(r.dedup.take(), &uid, parsed, &origin, now)?,
+            Some(uid) => self.handle_command(ws, r.dedup.take(), &uid, parsed, &origin, now)?,
             None => {
                 let ch = Self::unknown_person(r.platform, &r.user);
                 let reply = ch.reply.clone();
-                self.commit_with(r.dedup.take(), ch, Some(&origin), now)?;
+                self.stage_with(ws, r.dedup.take(), ch, Some(&origin), now)?;
                 reply
             }
         };
@@ -216,9 +221,8 @@ impl App {
     fn remote_reaction(
         &mut self,
         mut r: Remote,
-        message: &str,
-        emoji: &str,
-        added: bool,
+        (message, emoji, added): (&str, &str, bool),
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<Handled> {
         let key = self.store.key_of(r.platform, &r.channel, message)?;
@@ -226,7 +230,7 @@ impl App {
             (Some(key), Some(uid)) => self.engine.reaction(&uid, &key, emoji, added, now),
             _ => Changes::default(),
         };
-        self.commit_with(r.dedup.take(), ch, None, now)?;
+        self.stage_with(ws, r.dedup.take(), ch, None, now)?;
         Ok(Handled::default())
     }
 
@@ -237,6 +241,7 @@ impl App {
         mut r: Remote,
         message: &str,
         button: Button,
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<Handled> {
         let key = self.store.key_of(r.platform, &r.channel, message)?;
@@ -256,24 +261,23 @@ impl App {
             (_, None) => Self::unknown_person(r.platform, &r.user),
             _ => Changes::default(),
         };
-        self.commit_with(r.dedup.take(), ch, Some(&origin), now)?;
+        self.stage_with(ws, r.dedup.take(), ch, Some(&origin), now)?;
         Ok(Handled::default())
     }
 
-    /// Writes a step's changes with the event's id (when it has one) in one batch.
-    fn commit_with(
+    /// Writes a step's changes with the event's id (when it has one) into the batch.
+    fn stage_with(
         &mut self,
+        ws: &mut WriteSet<'_>,
         dedup: Option<Dedup>,
         ch: Changes,
         origin: Option<&Origin>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let store = self.store.clone();
-        let mut ws = store.begin();
         if let Some(d) = dedup {
-            d.write(&mut ws, now)?;
+            d.write(ws, now)?;
         }
-        self.commit_changes(ws, ch, origin, now)
+        self.stage(ws, ch, origin, now)
     }
 
     fn known_user(&self, user: &str) -> Result<UserId> {
@@ -289,12 +293,12 @@ impl App {
         }
     }
 
+    /// A person's post, and when it is a command, its effects: one step, one batch.
     fn local_post(
         &mut self,
         user: String,
-        text: String,
-        channel: String,
-        thread_id: Option<String>,
+        (text, channel, thread_id): (String, String, Option<String>),
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<String> {
         let uid = self.known_user(&user)?;
@@ -309,8 +313,7 @@ impl App {
                 let n: u64 = t
                     .parse()
                     .map_err(|_| ApiError::new(404, format!("unknown thread_id \"{t}\"")))?;
-                let parent = self
-                    .store
+                let parent = ws
                     .message(n)?
                     .ok_or_else(|| ApiError::new(404, format!("unknown thread_id \"{t}\"")))?;
                 // Replies to a reply go to the thread's parent.
@@ -318,7 +321,6 @@ impl App {
             }
             None => None,
         };
-        let mut ws = self.store.begin();
         let id = ws.add_message(LocalMessage {
             id: String::new(),
             channel: channel.clone(),
@@ -330,15 +332,13 @@ impl App {
             reactions: vec![],
             key: None,
         })?;
-        ws.commit()?;
-        self.messages += 1;
         if let Some(parsed) = command::parse_with(&text, &self.version_patterns) {
             let origin = Origin::Local {
                 user: uid.clone(),
                 channel,
                 thread_id,
             };
-            self.handle_command(None, &uid, parsed, &origin, now)?;
+            self.handle_command(ws, None, &uid, parsed, &origin, now)?;
         }
         Ok(id.to_string())
     }
@@ -366,9 +366,8 @@ impl App {
     fn local_reaction(
         &mut self,
         user: String,
-        message_id: String,
-        emoji: String,
-        add: bool,
+        (message_id, emoji, add): (String, String, bool),
+        ws: &mut WriteSet<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let uid = self.known_user(&user)?;
@@ -379,13 +378,10 @@ impl App {
         let n: u64 = message_id
             .parse()
             .map_err(|_| ApiError::new(404, format!("unknown message_id \"{message_id}\"")))?;
-        let mut msg = self
-            .store
+        let mut msg = ws
             .message(n)?
             .ok_or_else(|| ApiError::new(404, format!("unknown message_id \"{message_id}\"")))?;
         let changed = localchat::toggle_reaction(&mut msg, &user, &emoji, add);
-        let store = self.store.clone();
-        let mut ws = store.begin();
         if changed {
             ws.update_message(n, msg.clone());
         }
@@ -397,7 +393,7 @@ impl App {
                     // A reaction on a finished run's message: answer in that thread.
                     let thread = msg.thread_id.clone().or(Some(msg.id.clone()));
                     localchat::add_bot_message(
-                        &mut ws,
+                        ws,
                         &msg.channel,
                         thread,
                         &reply.text,
@@ -408,7 +404,7 @@ impl App {
                 }
             }
         }
-        self.commit_changes(ws, ch, None, now)?;
+        self.stage(ws, ch, None, now)?;
         Ok(changed)
     }
 }

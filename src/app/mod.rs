@@ -1,33 +1,37 @@
 //! The one event loop: inputs from chat, drivers and timers go to the core; the changes it
-//! returns are written to sled (and flushed) before any action is carried out. IO runs in
-//! spawned tasks that only report results back; no business logic lives in them.
+//! returns are written to sled (and flushed) before any action is carried out or any input
+//! acknowledged. The inputs waiting when a commit starts share its batch and its flush (group
+//! commit). IO runs in spawned tasks that only report results back; no business logic lives
+//! in them.
 //!
-//! Rooms: `mod.rs` the loop, commit-then-act and timers; `command.rs` a command from any
-//! platform; `inbound.rs` chat events; `route.rs` a step's messages per platform; `act.rs`
-//! running an action.
+//! Rooms: `mod.rs` the loop and timers; `commit.rs` group commit, then act; `command.rs` a
+//! command from any platform; `inbound.rs` chat events; `route.rs` a step's messages per
+//! platform; `act.rs` running an action.
 
 mod act;
 mod command;
+mod commit;
 mod inbound;
 mod route;
 
 use crate::config::Config;
-use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
+use crate::core::run::{Engine, Outcome, Phase, Run, Timer};
 use crate::core::{EnvName, RunId};
 use crate::deploy::Driver;
-use crate::store::Store;
+use crate::store::{Store, WriteSet};
 use crate::telemetry::{EnvLabels, OutcomeLabels, Telemetry};
 use act::Actor;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use inbound::Origin;
+use commit::AfterFlush;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Fault injection for the crash tests: `GREENLIGHT_FAULT=before:switch` (or `after:<action>`,
-/// `persisted:<phase>`) makes the bot SIGKILL itself at that point, exactly as a crash would.
+/// `persisted:<phase>`, `unflushed:<n>`) makes the bot SIGKILL itself at that point, exactly
+/// as a crash would.
 fn fault(point: &str) {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let f = FAULT.get_or_init(|| std::env::var("GREENLIGHT_FAULT").ok());
@@ -85,6 +89,10 @@ pub struct App {
     platforms: Platforms,
     /// Every environment's `version_pattern`, for the command parser (fixed at start).
     version_patterns: Vec<String>,
+    /// What the inputs of the commit being built lead to once it is flushed, in order.
+    after: Vec<AfterFlush>,
+    /// Inputs taken up by the loop since start (for the `unflushed:<n>` fault point).
+    inputs: u64,
 }
 
 /// A handle the HTTP server uses to talk to the loop and read the store.
@@ -125,9 +133,13 @@ impl App {
             telemetry: telemetry.clone(),
             platforms,
             version_patterns: cfg.version_patterns(),
+            after: Vec::new(),
+            inputs: 0,
         };
         let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
+        // Every environment's restored state in one batch, one flush; then the actions.
+        let mut ws = store.begin();
         for (name, env) in &cfg.environments {
             let driver = Driver::start(env, &cfg.bot.data_dir)
                 .await
@@ -148,8 +160,9 @@ impl App {
                 None => app.engine.observed(name, view, now),
             };
             ch.extend(app.engine.set_entry_url(name, url, now));
-            app.apply(ch, None)?;
+            app.stage(&mut ws, ch, None, now)?;
         }
+        app.commit(ws)?;
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
         }
@@ -179,25 +192,15 @@ impl App {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let first = tokio::select! {
                 _ = &mut shutdown => break,
                 ev = rx.recv() => match ev {
-                    Some(ev) => self.handle(ev)?,
+                    Some(ev) => Some(ev),
                     None => break,
                 },
-                _ = sleep => {
-                    let now = Utc::now();
-                    let mono = tokio::time::Instant::now();
-                    while let Some(entry) = self.timers.first_entry() {
-                        if entry.key().0 > mono {
-                            break;
-                        }
-                        let t = entry.remove();
-                        let ch = self.engine.timer(t, now);
-                        self.apply(ch, None)?;
-                    }
-                }
-            }
+                _ = sleep => None,
+            };
+            self.group(first, &mut rx)?;
         }
         self.store.flush()?;
         self.act.stop_traffic();
@@ -211,112 +214,43 @@ impl App {
             .insert((tokio::time::Instant::now() + wait, self.timer_seq), t);
     }
 
-    fn handle(&mut self, ev: AppEvent) -> Result<()> {
+    /// Applies one input to the engine and writes its changes into the batch `ws`; its answer
+    /// waits for the flush.
+    fn handle(&mut self, ev: AppEvent, ws: &mut WriteSet<'_>) -> Result<()> {
         let now = Utc::now();
         match ev {
-            AppEvent::Chat { inbound, reply } => {
-                let r = self.inbound(inbound, now);
-                answer_api(reply, r)?;
-            }
+            // An `ApiError` goes back to the caller (after the flush, like every answer); any
+            // other error is the store failing, which stops the loop (the caller is told at
+            // once: nothing of this group is written).
+            AppEvent::Chat { inbound, reply } => match self.inbound(inbound, ws, now) {
+                Ok(done) => self.after.push(AfterFlush::Answer(reply, Ok(done))),
+                Err(e) => match e.downcast::<ApiError>() {
+                    Ok(api) => self.after.push(AfterFlush::Answer(reply, Err(api))),
+                    Err(e) => {
+                        let _ = reply.send(Err(ApiError::new(500, "internal error")));
+                        return Err(e);
+                    }
+                },
+            },
             AppEvent::Done {
                 run,
                 attempt,
                 outcome,
             } => {
                 let ch = self.engine.result(run, attempt, outcome, now);
-                self.apply(ch, None)?;
+                self.stage(ws, ch, None, now)?;
             }
             AppEvent::Observed { env, view } => {
                 let ch = self.engine.observed(&env, view, now);
-                self.apply(ch, None)?;
+                self.stage(ws, ch, None, now)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Persists a step's changes (flushed), then arms timers and starts actions.
-    fn apply(&mut self, ch: Changes, origin: Option<&Origin>) -> Result<()> {
-        let store = self.store.clone();
-        let ws = store.begin();
-        self.commit_changes(ws, ch, origin, Utc::now())
-    }
-
-    /// Writes a step's changes and its messages in one batch (flushed), then acts: telemetry,
-    /// timers, synthetic traffic, actions.
-    fn commit_changes(
-        &mut self,
-        mut ws: crate::store::WriteSet<'_>,
-        ch: Changes,
-        origin: Option<&Origin>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        for r in &ch.runs {
-            ws.put_run(r);
-        }
-        for (k, st) in &ch.envs {
-            ws.put_env(k, st);
-        }
-        for e in &ch.events {
-            ws.put_event(e)?;
-        }
-        if let Some(n) = ch.next_run {
-            ws.put_next_run(n);
-        }
-        let engine = &self.engine;
-        let run_origin = |id: RunId| engine.runs.get(&id).map(|r| r.origin);
-        let routed = route::route(&self.cfg, &self.platforms, &ch, origin, &run_origin);
-        route::write(&mut ws, &self.cfg, routed, now)?;
-        let added = ws.new_messages;
-        let outboxed = ws.outboxed;
-        ws.commit().context("writing to the store")?;
-        if outboxed > 0 {
-            for n in [&self.platforms.slack, &self.platforms.discord]
-                .into_iter()
-                .flatten()
-            {
-                n.notify_one();
-            }
-        }
-        self.messages += added;
-        if self.messages > self.cfg.bot.local_retention + 500 {
-            self.store.trim_messages(self.cfg.bot.local_retention)?;
-            self.messages = self.store.message_count();
-        }
-        // Written: now act.
-        self.count(&ch);
-        for r in &ch.runs {
-            fault(&format!(
-                "persisted:{}",
-                serde_json::to_value(r.phase)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
-            ));
-        }
-        for (at, t) in ch.timers {
-            self.arm(at, t);
-        }
-        for r in &ch.runs {
-            self.act.traffic_for(r.env.clone(), r.phase);
-            if r.phase.is_terminal() {
-                self.act.forget(&r.env, r.id);
-            }
-        }
-        for a in ch.actions {
-            let version = match &a {
-                Action::Verify { run, .. } | Action::Sample { run, .. } => {
-                    self.engine.run(*run).map(|r| r.version.clone())
-                }
-                _ => None,
-            };
-            self.act.spawn(a, version);
         }
         Ok(())
     }
 
     /// The bot's own metrics of finished runs.
-    fn count(&self, ch: &Changes) {
-        for r in ch.runs.iter().filter(|r| r.phase.is_terminal()) {
+    fn count(&self, runs: &[Run]) {
+        for r in runs.iter().filter(|r| r.phase.is_terminal()) {
             self.telemetry
                 .runs
                 .get_or_create(&OutcomeLabels {
@@ -336,26 +270,5 @@ impl App {
         self.telemetry
             .active_runs
             .set(self.engine.runs.len() as i64);
-    }
-}
-
-/// Answers a local API call: an `ApiError` goes back to the caller; any other error is the
-/// store failing, which stops the loop (after telling the caller).
-fn answer_api<T>(reply: oneshot::Sender<Result<T, ApiError>>, r: Result<T>) -> Result<()> {
-    match r {
-        Ok(v) => {
-            let _ = reply.send(Ok(v));
-            Ok(())
-        }
-        Err(e) => match e.downcast::<ApiError>() {
-            Ok(api) => {
-                let _ = reply.send(Err(api));
-                Ok(())
-            }
-            Err(e) => {
-                let _ = reply.send(Err(ApiError::new(500, "internal error")));
-                Err(e)
-            }
-        },
     }
 }
