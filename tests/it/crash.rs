@@ -441,3 +441,109 @@ group = "reviewers"
     assert_eq!(run["run"]["phase"], "rolled_back");
     load.stop().await;
 }
+
+/// `n` environments on the command driver (nothing to start, nothing to ask), one checklist
+/// item each.
+fn command_envs(n: usize) -> String {
+    let mut s = String::from(
+        "[bot]\ntimezone = \"UTC\"\n[users.alice]\ngroups = [\"deployers\", \"reviewers\"]\n[users.bob]\ngroups = [\"deployers\", \"reviewers\"]\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "[environments.env{i}]\n[environments.env{i}.deploy]\ndriver = \"command\"\ndeploy_idle = [\"true\"]\nswitch = [\"true\"]\nlive = \"none\"\nblue_url = \"http://127.0.0.1:9\"\ngreen_url = \"http://127.0.0.1:9\"\n[[environments.env{i}.checklist]]\ntext = \"CI passed\"\ngroup = \"reviewers\"\n"
+        ));
+    }
+    s
+}
+
+/// Group commit: the bot is killed after a group of inputs is applied and before the flush
+/// that holds it, under a burst of 100 commands (after 5 acknowledged one by one). After the
+/// restart every acknowledged command is in the store with its run and checklist; every other
+/// one is there whole (written and answered, the answer lost with the process) or left nothing
+/// at all: no message, no run, no post. The dying group's commands are of the second kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_apply_and_flush_under_a_burst_no_acknowledged_command_is_lost() {
+    const WARM: usize = 5;
+    const BURST: usize = 100;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        command_envs(WARM + BURST),
+    )
+    .unwrap();
+    // The 50th input is in the group the bot dies with.
+    let mut bot = Bot::start_with(tmp.path(), &[], &[("GREENLIGHT_FAULT", "unflushed:50")]).await;
+    // Versions of one width: no version is a prefix of another.
+    let deploy = |i: usize| format!("/deploy v1.{}.0 env{i}", 100 + i);
+    let mut acked = std::collections::BTreeMap::new();
+    for i in 0..WARM {
+        acked.insert(i, bot.say("alice", &deploy(i)).await);
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut burst = Vec::new();
+    for i in WARM..WARM + BURST {
+        let (http, url, text) = (http.clone(), bot.url.clone(), deploy(i));
+        burst.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{url}/api/local/messages"))
+                .json(&serde_json::json!({"user": "alice", "text": text}))
+                .send()
+                .await;
+            let id = match r {
+                Ok(r) if r.status().as_u16() == 201 => {
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    body["id"].as_str().map(String::from)
+                }
+                _ => None,
+            };
+            (i, id)
+        }));
+    }
+    for b in burst {
+        if let (i, Some(id)) = b.await.unwrap() {
+            acked.insert(i, id);
+        }
+    }
+    wait_dead(&mut bot).await;
+    bot.restart().await;
+
+    let msgs = bot.messages().await;
+    let t = transcript(&msgs);
+    // A command is in the store whole (its message, its run, its checklist) or not at all.
+    let mut absent = 0;
+    for i in 0..WARM + BURST {
+        let version = format!("v1.{}.0", 100 + i);
+        let mine: Vec<&serde_json::Value> = msgs.iter().filter(|m| text(m) == deploy(i)).collect();
+        let checklists = count(&msgs, &format!("📋 Pre-deployment checklist: {version} "));
+        let (_, runs) = bot.get_json(&format!("/api/history/env{i}")).await;
+        let runs = runs.as_array().unwrap().clone();
+        if let Some(id) = acked.get(&i) {
+            assert!(
+                mine.len() == 1 && mine[0]["id"] == id.as_str(),
+                "acknowledged command {i} (message {id}) is kept\n{t}"
+            );
+        }
+        if mine.is_empty() {
+            // Never written, so never acknowledged: nothing of it anywhere.
+            absent += 1;
+            assert_eq!(count(&msgs, &version), 0, "command {i} left a message\n{t}");
+            assert!(runs.is_empty(), "command {i} left a run: {runs:?}");
+        } else {
+            // Written (its answer may have been lost with the process): all of it.
+            assert_eq!(mine.len(), 1, "command {i} once\n{t}");
+            assert_eq!(checklists, 1, "command {i}: its checklist\n{t}");
+            assert_eq!(runs.len(), 1, "command {i}: its run: {runs:?}");
+            assert_eq!(runs[0]["version"], version.as_str(), "env{i}: {runs:?}");
+        }
+    }
+    // The group holding the 50th input was never flushed, so never acknowledged.
+    assert!(absent >= 1, "the group the bot died with left nothing\n{t}");
+    // Every person's message in the store is an acknowledged command.
+    let ids: BTreeSet<&str> = acked.values().map(String::as_str).collect();
+    for m in msgs.iter().filter(|m| m["user"] != "greenlight") {
+        assert!(
+            ids.contains(m["id"].as_str().unwrap()),
+            "unacknowledged message {m}\n{t}"
+        );
+    }
+}
