@@ -167,7 +167,7 @@ impl Busy {
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                 f.write_all(&chunk).unwrap();
                 written += 1;
-                if written % 16 == 0 {
+                if written.is_multiple_of(16) {
                     f.sync_data().unwrap();
                 }
                 if written >= 256 {
@@ -273,7 +273,10 @@ async fn ack_row(rows: &mut Vec<(String, String, String)>, rate: u64, mut busy: 
         created += r.json::<Vec<serde_json::Value>>().await.unwrap().len();
     }
     let (what, target) = match disk {
-        Some(_) => ("busy disk (a background writer)", "p99 < 50 ms, max < 500 ms"),
+        Some(_) => (
+            "busy disk (a background writer)",
+            "p99 < 50 ms, max < 500 ms",
+        ),
         None => ("quiet disk", "p99 < 5 ms"),
     };
     rows.push((
