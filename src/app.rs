@@ -184,7 +184,7 @@ impl App {
         platforms: Platforms,
     ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
         let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
-        let mut engine = Engine::new(cfg.clone(), link_base);
+        let mut engine = Engine::new(Arc::new(cfg.rules()), link_base);
         engine.restore(store.envs()?, store.active_runs()?, store.next_run()?);
         let (tx, rx) = mpsc::channel(1024);
         let http = reqwest::Client::builder()

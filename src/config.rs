@@ -1081,6 +1081,59 @@ fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+// ---- the core's rules ----------------------------------------------------------------------
+
+impl Config {
+    /// What the core reads of the file (the engine and the policy never see `Config`).
+    pub fn rules(&self) -> crate::core::rules::Rules {
+        use crate::core::rules::{ChecklistItem, EnvRules, Monitor, Rules};
+        let env = |e: &EnvConfig| EnvRules {
+            name: e.name.clone(),
+            display_name: e.display_name.clone(),
+            deployers: e.deployers.clone(),
+            checklist: e
+                .checklist
+                .iter()
+                .map(|i| ChecklistItem {
+                    text: i.text.clone(),
+                    group: i.group.clone(),
+                    approvals: i.approvals,
+                })
+                .collect(),
+            checklist_expiry: e.checklist_expiry,
+            services: e.services.clone(),
+            version_pattern: e.version_pattern.clone(),
+            monitor: Monitor {
+                duration: e.monitor.duration,
+                interval: e.monitor.interval,
+                error_rate: e.monitor.error_rate,
+                latency_factor: e.monitor.latency_factor,
+                min_requests: e.monitor.min_requests,
+                keep_warm: e.monitor.keep_warm,
+                latency_floor: e.monitor.latency_floor,
+            },
+            stated_live: e.stated_live(),
+            health_path: e.health.path.clone(),
+            smoke: e.smoke.iter().map(|s| s.name.clone()).collect(),
+            critical_path: e.smoke.iter().any(|s| s.critical),
+        };
+        Rules {
+            timezone: self.bot.timezone,
+            freezes: self.freezes.clone(),
+            people: self
+                .users
+                .iter()
+                .map(|(id, u)| (id.clone(), u.groups.clone()))
+                .collect(),
+            envs: self
+                .environments
+                .iter()
+                .map(|(k, e)| (k.clone(), env(e)))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1156,5 +1209,48 @@ mod tests {
         let text = "[slack]\nmode = \"socket\"\n[users.a]\ngroups = [\"deployers\"]\n[environments.x.deploy]\ndriver = \"local\"\n";
         let c = parse(text, &no_env).unwrap();
         assert!(c.warnings[0].contains("SLACK_BOT_TOKEN"));
+    }
+
+    // ---- the core's rules, built from the file -----------------------------------------------
+
+    /// The core's tests use rules written in Rust; they must be what the file says.
+    #[test]
+    fn the_demo_rules_of_the_core_tests_are_the_default_config() {
+        let c = parse(DEFAULT, &no_env).unwrap();
+        assert_eq!(
+            format!("{:?}", c.rules()),
+            format!("{:?}", crate::core::rules::build::demo())
+        );
+    }
+
+    #[test]
+    fn rules_of_a_command_environment_take_the_defaults_and_the_stated_live_colour() {
+        let cfg = |live: &str| {
+            format!(
+                r#"
+[users.alice]
+groups = ["deployers"]
+[environments.qa]
+[environments.qa.deploy]
+driver = "command"
+deploy_idle = ["deploy", "{{version}}", "{{colour}}"]
+switch = ["switch", "{{colour}}"]
+{live}
+blue_url = "http://127.0.0.1:9001"
+green_url = "http://127.0.0.1:9002"
+"#
+            )
+        };
+        let qa = EnvName::new("qa");
+        let rules = parse(&cfg(""), &no_env).unwrap().rules();
+        assert_eq!(rules.envs[&qa], crate::core::rules::build::env("qa"));
+        let rules = parse(&cfg(r#"live = "green""#), &no_env).unwrap().rules();
+        assert_eq!(
+            rules.envs[&qa].stated_live,
+            Some(Some(crate::core::Colour::Green))
+        );
+        // A bad statement is a config error.
+        let err = parse(&cfg(r#"live = "purple""#), &no_env).unwrap_err();
+        assert!(format!("{err}").contains("is not a colour"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 use super::analysis::{Measurement, Sample};
 use super::command;
 use super::message::{self, Post, Room};
+use super::rules::{build, Rules};
 use super::run::{
     Action, Changes, Engine, EnvState, LiveView, Outcome, Phase, Run, RunKind, Timer,
 };
@@ -14,7 +15,6 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const DEMO: &str = include_str!("../../config/greenlight.toml");
 const LINK: &str = "http://127.0.0.1:8080";
 
 // ---- time, names, samples ----------------------------------------------------------------
@@ -182,17 +182,16 @@ struct H {
 }
 
 impl H {
-    fn new(text: &str) -> H {
-        let cfg = crate::config::parse(text, &|_| None).expect("config parses");
+    fn new(rules: Rules) -> H {
         let mut h = H {
-            e: Engine::new(Arc::new(cfg), LINK.into()),
+            e: Engine::new(Arc::new(rules), LINK.into()),
             runs: BTreeMap::new(),
             envs: BTreeMap::new(),
             next_run: 1,
             log: Vec::new(),
         };
         // At start every traffic step is asked: here, nothing is live anywhere.
-        let envs: Vec<EnvName> = h.e.cfg.environments.keys().cloned().collect();
+        let envs: Vec<EnvName> = h.e.rules.envs.keys().cloned().collect();
         let mut all = Changes::default();
         for env in envs {
             all.extend(h.e.observed(&env, LiveView::Seen(None), DateTime::<Utc>::MIN_UTC));
@@ -202,7 +201,7 @@ impl H {
     }
 
     fn demo() -> H {
-        H::new(DEMO)
+        H::new(build::demo())
     }
 
     /// Persists `ch` and checks that it carried every change the engine made to its state.
@@ -286,7 +285,7 @@ impl H {
 
     /// A fresh engine loaded from the store, as after a crash.
     fn restart(&self) -> H {
-        let mut e = Engine::new(self.e.cfg.clone(), LINK.into());
+        let mut e = Engine::new(self.e.rules.clone(), LINK.into());
         e.restore(
             self.envs.clone(),
             self.runs.values().cloned().collect(),
@@ -435,7 +434,7 @@ impl H {
         now: DateTime<Utc>,
     ) -> (RunId, DateTime<Utc>) {
         let (id, ch) = self.deploy_to_monitoring(who, approver, version, env, now);
-        let m = &self.e.cfg.environments[&EnvName::new(env)].monitor;
+        let m = &self.e.rules.envs[&EnvName::new(env)].monitor;
         let n = (m.duration.as_secs() / m.interval.as_secs()) as usize;
         let (_, end) = self.monitor(id, ch, passes(n));
         assert_eq!(self.run(id).phase, Phase::Succeeded);
@@ -726,20 +725,9 @@ fn happy_path_then_a_second_deploy_that_keeps_the_old_colour_warm() {
 
 #[test]
 fn an_empty_checklist_deploys_at_once() {
-    let cfg = r#"
-[users.alice]
-groups = ["deployers"]
-
-[environments.qa]
-display_name = "QA"
-[environments.qa.deploy]
-driver = "command"
-deploy_idle = ["deploy", "{version}", "{colour}"]
-switch = ["switch", "{colour}"]
-blue_url = "http://127.0.0.1:9001"
-green_url = "http://127.0.0.1:9002"
-"#;
-    let mut h = H::new(cfg);
+    let mut qa = build::env("qa");
+    qa.display_name = "QA".into();
+    let mut h = H::new(build::rules(&[("alice", &["deployers"])], vec![qa]));
     let ch = h.cmd("alice", "/deploy 1a2b3c4 qa", wed(10, 0));
     assert!(reply(&ch).0.contains("(empty: deploying now)"));
     let ch = h.see(&ch, wed(10, 0));
@@ -990,33 +978,21 @@ fn a_closed_checklist_says_so_when_someone_reacts() {
 
 #[test]
 fn quorum_and_item_groups_from_an_inline_config() {
-    let cfg = r#"
-[users.alice]
-groups = ["deployers", "reviewers"]
-[users.bob]
-groups = ["deployers", "reviewers"]
-[users.carol]
-groups = ["reviewers"]
-[users.dave]
-groups = ["dba"]
-
-[environments.qa]
-display_name = "QA"
-[environments.qa.deploy]
-driver = "command"
-deploy_idle = ["deploy", "{version}", "{colour}"]
-switch = ["switch", "{colour}"]
-blue_url = "http://127.0.0.1:9001"
-green_url = "http://127.0.0.1:9002"
-[[environments.qa.checklist]]
-text = "Two eyes"
-group = "reviewers"
-approvals = 2
-[[environments.qa.checklist]]
-text = "Migrations reviewed"
-group = "dba"
-"#;
-    let mut h = H::new(cfg);
+    let mut qa = build::env("qa");
+    qa.display_name = "QA".into();
+    qa.checklist = vec![
+        build::item("Two eyes", "reviewers", 2),
+        build::item("Migrations reviewed", "dba", 1),
+    ];
+    let mut h = H::new(build::rules(
+        &[
+            ("alice", &["deployers", "reviewers"]),
+            ("bob", &["deployers", "reviewers"]),
+            ("carol", &["reviewers"]),
+            ("dave", &["dba"]),
+        ],
+        vec![qa],
+    ));
     let id = h.request("alice", "v2.0.0", "qa", wed(10, 0));
     let ch = h.approve("bob", id, 0, wed(10, 1));
     assert_eq!(
@@ -1981,27 +1957,15 @@ fn a_deploy_never_starts_on_a_colour_it_cannot_see() {
 
 #[test]
 fn a_step_that_cannot_be_asked_needs_a_stated_live_colour() {
-    let cfg = |live: &str| {
-        format!(
-            r#"
-[users.alice]
-groups = ["deployers"]
-[environments.qa]
-[environments.qa.deploy]
-driver = "command"
-deploy_idle = ["deploy", "{{version}}", "{{colour}}"]
-switch = ["switch", "{{colour}}"]
-{live}
-blue_url = "http://127.0.0.1:9001"
-green_url = "http://127.0.0.1:9002"
-"#
-        )
+    // A command traffic step without `live_query`; `live` as the config states it.
+    let rules = |live: Option<Option<Colour>>| {
+        let mut qa = build::env("qa");
+        qa.stated_live = live;
+        Arc::new(build::rules(&[("alice", &["deployers"])], vec![qa]))
     };
     let qa = EnvName::new("qa");
     // Nothing stored, nobody said: refused, and why.
-    let text = cfg("");
-    let parsed = crate::config::parse(&text, &|_| None).unwrap();
-    let mut e = Engine::new(Arc::new(parsed), LINK.into());
+    let mut e = Engine::new(rules(None), LINK.into());
     let ch = e.observed(&qa, LiveView::Unasked, wed(9, 0));
     assert!(ch.timers.is_empty(), "asking again cannot help");
     let ch = e.command(
@@ -2018,9 +1982,7 @@ green_url = "http://127.0.0.1:9002"
     );
     assert!(ch.runs.is_empty());
     // `live = "green"`: a person said so; the first deploy goes to blue.
-    let text = cfg(r#"live = "green""#);
-    let parsed = crate::config::parse(&text, &|_| None).unwrap();
-    let mut e = Engine::new(Arc::new(parsed), LINK.into());
+    let mut e = Engine::new(rules(Some(Some(Colour::Green))), LINK.into());
     e.observed(&qa, LiveView::Unasked, wed(9, 0));
     assert_eq!(e.env(&qa).unwrap().live, Some(Colour::Green));
     let ch = e.command(
@@ -2040,9 +2002,6 @@ green_url = "http://127.0.0.1:9002"
             ..
         }]
     ));
-    // A bad statement is a config error.
-    let err = crate::config::parse(&cfg(r#"live = "purple""#), &|_| None).unwrap_err();
-    assert!(format!("{err}").contains("is not a colour"), "{err}");
 }
 
 #[test]
@@ -2631,13 +2590,10 @@ fn force_given_before_a_freeze_opens_passes_the_later_gates_and_is_announced() {
 
 #[test]
 fn a_version_pattern_is_per_environment() {
-    let text = include_str!("../../config/greenlight.toml").replace(
-        "[environments.staging]\n",
-        "[environments.staging]\nversion_pattern = \"release-*\"\n",
-    );
-    let cfg = crate::config::parse(&text, &|_| None).unwrap();
-    let patterns = cfg.version_patterns();
-    let mut e = Engine::new(Arc::new(cfg), "http://127.0.0.1:8080".into());
+    let mut rules = build::demo();
+    rules.envs.get_mut(&staging()).unwrap().version_pattern = Some("release-*".into());
+    let patterns = vec!["release-*".to_string()];
+    let mut e = Engine::new(Arc::new(rules), "http://127.0.0.1:8080".into());
     e.observed(&staging(), LiveView::Seen(None), wed(9, 0));
     let parse = |t: &str| command::parse_with(t, &patterns).unwrap().unwrap();
     let ch = e.command(
@@ -2813,9 +2769,9 @@ fn records_stored_by_earlier_versions_load_and_are_written_back_unchanged() {
         let again = match kind {
             "run" => serde_json::to_string(&serde_json::from_str::<Run>(json).unwrap()),
             "env" => serde_json::to_string(&serde_json::from_str::<EnvState>(json).unwrap()),
-            "event" => serde_json::to_string(
-                &serde_json::from_str::<super::run::Event>(json).unwrap(),
-            ),
+            "event" => {
+                serde_json::to_string(&serde_json::from_str::<super::run::Event>(json).unwrap())
+            }
             other => panic!("unknown record kind {other}"),
         }
         .unwrap();

@@ -2,9 +2,9 @@
 //! one active run, freeze windows with break-glass). A policy outcome is a value, not an error.
 
 use super::freeze::{self, Window};
-use super::run::{EnvState, Lock};
+use super::rules::{EnvRules, Rules};
+use super::state::{EnvState, Lock};
 use super::{EnvName, RunId, UserId};
-use crate::config::{Config, EnvConfig};
 use chrono::{DateTime, Utc};
 
 pub const BREAK_GLASS: &str = "break-glass";
@@ -34,12 +34,12 @@ impl Action {
 
 /// The permission table of the design: deployers deploy, lock, unlock, cancel and roll back;
 /// only break-glass forces past a freeze. Read-only commands need no check.
-pub fn may(cfg: &Config, env: &EnvConfig, user: &UserId, action: Action) -> Result<(), String> {
+pub fn may(rules: &Rules, env: &EnvRules, user: &UserId, action: Action) -> Result<(), String> {
     let group = match action {
         Action::Force => BREAK_GLASS,
         _ => env.deployers.as_str(),
     };
-    if cfg.in_group(user, group) {
+    if rules.in_group(user, group) {
         Ok(())
     } else {
         Err(format!(
@@ -69,8 +69,8 @@ pub enum Blocker {
 }
 
 impl Blocker {
-    pub fn describe(&self, cfg: &Config, env: &EnvConfig) -> String {
-        let tz = cfg.bot.timezone;
+    pub fn describe(&self, rules: &Rules, env: &EnvRules) -> String {
+        let tz = rules.timezone;
         match self {
             Blocker::NotAllowed(m) | Blocker::Service(m) => m.clone(),
             Blocker::Locked(l) => format!(
@@ -127,15 +127,15 @@ pub struct Request<'a> {
 
 /// Every gate that stops this deploy now (all of them, for `why-not`).
 pub fn check_deploy(
-    cfg: &Config,
-    env: &EnvConfig,
+    rules: &Rules,
+    env: &EnvRules,
     state: &EnvState,
     active_phase: Option<&str>,
     req: &Request,
     now: DateTime<Utc>,
 ) -> Verdict {
     let mut blockers = Vec::new();
-    if let Err(m) = may(cfg, env, req.user, Action::Deploy) {
+    if let Err(m) = may(rules, env, req.user, Action::Deploy) {
         blockers.push(Blocker::NotAllowed(m));
     }
     if let Err(m) = check_service(env, req.service) {
@@ -153,7 +153,7 @@ pub fn check_deploy(
             phase: phase.to_string(),
         });
     }
-    let (open, forced_past) = check_freeze(cfg, &env.name, req.user, req.force, now);
+    let (open, forced_past) = check_freeze(rules, &env.name, req.user, req.force, now);
     blockers.extend(open);
     if blockers.is_empty() {
         Verdict::Allowed { forced_past }
@@ -165,7 +165,7 @@ pub fn check_deploy(
 /// Freeze windows open now: those that block, and those passed by break-glass force.
 /// Used at the request and again at the later gates (checklist complete, before the switch).
 pub fn check_freeze(
-    cfg: &Config,
+    rules: &Rules,
     env: &EnvName,
     user: &UserId,
     force: Option<&str>,
@@ -173,9 +173,9 @@ pub fn check_freeze(
 ) -> (Vec<Blocker>, Vec<Window>) {
     let mut blockers = Vec::new();
     let mut passed = Vec::new();
-    for window in freeze::open_windows(&cfg.freezes, &env.0, cfg.bot.timezone, now) {
+    for window in freeze::open_windows(&rules.freezes, &env.0, rules.timezone, now) {
         match force {
-            Some(_) if cfg.in_group(user, BREAK_GLASS) => passed.push(window),
+            Some(_) if rules.in_group(user, BREAK_GLASS) => passed.push(window),
             Some(_) => blockers.push(Blocker::Freeze {
                 window,
                 force_refused: Some(format!(
@@ -191,7 +191,7 @@ pub fn check_freeze(
     (blockers, passed)
 }
 
-pub fn check_service(env: &EnvConfig, service: Option<&str>) -> Result<(), String> {
+pub fn check_service(env: &EnvRules, service: Option<&str>) -> Result<(), String> {
     match (env.services.len(), service) {
         (0, None) => Ok(()),
         (0, Some(s)) => Err(format!(
@@ -218,8 +218,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn cfg() -> Config {
-        crate::config::parse(include_str!("../../config/greenlight.toml"), &|_| None).unwrap()
+    fn cfg() -> Rules {
+        crate::core::rules::build::demo()
     }
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn services() {
         let mut c = cfg();
-        let e = c.environments.get_mut(&EnvName::new("prod")).unwrap();
+        let e = c.envs.get_mut(&EnvName::new("prod")).unwrap();
         assert!(check_service(e, None).is_ok());
         assert!(check_service(e, Some("api"))
             .unwrap_err()

@@ -7,227 +7,13 @@ use super::checklist::{self, Checklist, Emoji, Target};
 use super::command::{self, Command, DeployArgs};
 use super::message::{self, Post, Room};
 use super::policy::{self, Action as Perm, Blocker, Request};
+use super::rules::{EnvRules, Rules};
+pub use super::state::{EnvState, Lock, MonitorProgress, Phase, Run, RunKind};
 use super::{Colour, EnvName, Platform, RunId, UserId};
-use crate::config::{Config, EnvConfig};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    AwaitingChecklist,
-    /// Asking the traffic step which colour is live, before anything is deployed.
-    Observing,
-    DeployingIdle,
-    VerifyingIdle,
-    Baseline,
-    Switching,
-    Monitoring,
-    RollingBack,
-    Succeeded,
-    /// Monitoring ended without enough data to call the release healthy: never a success.
-    Unverified,
-    Failed,
-    RolledBack,
-    Vetoed,
-    Expired,
-    Cancelled,
-    Rejected,
-}
-
-impl Phase {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Phase::Succeeded
-                | Phase::Unverified
-                | Phase::Failed
-                | Phase::RolledBack
-                | Phase::Vetoed
-                | Phase::Expired
-                | Phase::Cancelled
-                | Phase::Rejected
-        )
-    }
-    pub fn label(self) -> &'static str {
-        match self {
-            Phase::AwaitingChecklist => "awaiting checklist",
-            Phase::Observing => "checking the live colour",
-            Phase::DeployingIdle => "deploying idle",
-            Phase::VerifyingIdle => "verifying idle",
-            Phase::Baseline => "taking baseline",
-            Phase::Switching => "switching",
-            Phase::Monitoring => "monitoring",
-            Phase::RollingBack => "rolling back",
-            Phase::Succeeded => "succeeded",
-            Phase::Unverified => "unverified",
-            Phase::Failed => "failed",
-            Phase::RolledBack => "rolled back",
-            Phase::Vetoed => "vetoed",
-            Phase::Expired => "expired",
-            Phase::Cancelled => "cancelled",
-            Phase::Rejected => "rejected",
-        }
-    }
-    /// Before the traffic switch: cancellable, and a failure leaves the live colour untouched.
-    pub fn before_switch(self) -> bool {
-        matches!(
-            self,
-            Phase::AwaitingChecklist
-                | Phase::Observing
-                | Phase::DeployingIdle
-                | Phase::VerifyingIdle
-                | Phase::Baseline
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunKind {
-    Deploy,
-    /// `/rollback` by hand: no checklist, back to the previous version.
-    Rollback,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lock {
-    pub reason: String,
-    pub by: String,
-    pub at: DateTime<Utc>,
-    pub run: Option<RunId>,
-}
-
-/// An environment's durable state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct EnvState {
-    /// The live colour as last seen (`None`: nothing takes traffic). Only meaningful while
-    /// `unseen` is `None`.
-    pub live: Option<Colour>,
-    /// Why greenlight cannot tell which colour is live right now (traffic step unreachable or
-    /// ambiguous, nothing stored and nobody said). While set, nothing is deployed, switched or
-    /// torn down. Records written before this field existed were trusted: they read as seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unseen: Option<String>,
-    pub blue: Option<String>,
-    pub green: Option<String>,
-    /// The version that was live before the current one.
-    pub previous: Option<String>,
-    pub lock: Option<Lock>,
-    pub active_run: Option<RunId>,
-    /// The idle colour is kept warm until then, and torn down after.
-    pub warm_until: Option<DateTime<Utc>>,
-    /// Where the environment's traffic enters (router or load balancer), for `status`.
-    #[serde(default)]
-    pub url: Option<String>,
-}
-
-impl EnvState {
-    /// An environment greenlight has not looked at yet: nothing is assumed about it.
-    pub fn unknown() -> EnvState {
-        EnvState {
-            unseen: Some("greenlight has not asked its traffic step yet".into()),
-            ..EnvState::default()
-        }
-    }
-    pub fn version_on(&self, c: Colour) -> Option<&String> {
-        match c {
-            Colour::Blue => self.blue.as_ref(),
-            Colour::Green => self.green.as_ref(),
-        }
-    }
-    pub fn set_version(&mut self, c: Colour, v: Option<String>) {
-        match c {
-            Colour::Blue => self.blue = v,
-            Colour::Green => self.green = v,
-        }
-    }
-    pub fn live_version(&self) -> Option<&String> {
-        self.live.and_then(|c| self.version_on(c))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct MonitorProgress {
-    pub started: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub passes: u32,
-    pub inconclusive: u32,
-    pub last: Option<String>,
-    pub last_conclusive: bool,
-    /// The window is over and the metrics passed; the last check's critical path has not
-    /// reported yet, and has the last word.
-    #[serde(default)]
-    pub awaiting_critical_path: bool,
-}
-
-/// One run, durable. Its event log is kept beside it (append-only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    pub id: RunId,
-    pub kind: RunKind,
-    pub env: EnvName,
-    pub service: Option<String>,
-    pub version: String,
-    pub requester: UserId,
-    pub force: Option<String>,
-    pub reason: Option<String>,
-    pub created: DateTime<Utc>,
-    pub updated: DateTime<Utc>,
-    pub ended: Option<DateTime<Utc>>,
-    pub phase: Phase,
-    pub checklist: Checklist,
-    pub checklist_expires: DateTime<Utc>,
-    /// The colour live when the deploy started (None on an environment's first deploy).
-    pub from: Option<Colour>,
-    pub from_version: Option<String>,
-    pub to: Colour,
-    /// Bumped each time the deploy steps start again; stale driver results are ignored.
-    pub attempt: u32,
-    pub baseline: Option<Sample>,
-    pub baseline_p99: Option<f64>,
-    pub switch_intents: u32,
-    pub switched: bool,
-    pub switch_back_intents: u32,
-    pub success_posted: bool,
-    pub monitor: MonitorProgress,
-    /// Lines of the status message (edited in place).
-    pub status: Vec<String>,
-    /// The stated end.
-    pub outcome: Option<String>,
-    /// Freeze windows this run was forced past (break-glass), each announced once.
-    #[serde(default)]
-    pub forced: Vec<String>,
-    /// The platform the command came from: the run's thread lives there.
-    #[serde(default)]
-    pub origin: Platform,
-    /// The 🚀 lifecycle message was posted (once per run, also across restarts).
-    #[serde(default)]
-    pub announced: bool,
-    /// Why-not answers already given to a reactor ("user: reason"): each is said once per run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub told: Vec<String>,
-}
-
-impl Run {
-    pub fn summary_line(&self, tz: chrono_tz::Tz) -> String {
-        format!(
-            "run {}: {} → {} by {}, {} — {}{}",
-            self.id,
-            self.version,
-            self.env,
-            self.requester,
-            self.created.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-            self.phase.label(),
-            self.outcome
-                .as_ref()
-                .map(|o| format!(": {o}"))
-                .unwrap_or_default()
-        )
-    }
-}
 
 /// An entry of a run's append-only event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -405,7 +191,7 @@ impl Changes {
 
 /// The pure engine: every environment's state and every active run.
 pub struct Engine {
-    pub cfg: Arc<Config>,
+    pub rules: Arc<Rules>,
     pub envs: BTreeMap<EnvName, EnvState>,
     pub runs: BTreeMap<RunId, Run>,
     pub next_run: u64,
@@ -470,14 +256,14 @@ impl Tx {
 }
 
 impl Engine {
-    pub fn new(cfg: Arc<Config>, link_base: String) -> Engine {
-        let envs = cfg
-            .environments
+    pub fn new(rules: Arc<Rules>, link_base: String) -> Engine {
+        let envs = rules
+            .envs
             .keys()
             .map(|k| (k.clone(), EnvState::unknown()))
             .collect();
         Engine {
-            cfg,
+            rules,
             envs,
             runs: BTreeMap::new(),
             next_run: 1,
@@ -514,8 +300,8 @@ impl Engine {
         self.finish(tx)
     }
 
-    fn env_cfg(&self, env: &EnvName) -> &EnvConfig {
-        &self.cfg.environments[env]
+    fn env_cfg(&self, env: &EnvName) -> &EnvRules {
+        &self.rules.envs[env]
     }
 
     fn finish(&mut self, mut tx: Tx) -> Changes {
@@ -580,10 +366,10 @@ impl Engine {
         tx.origin = origin;
         let usage = cmd.usage_on(origin);
         if let Some(env) = cmd.env() {
-            if !self.cfg.environments.contains_key(env) {
+            if !self.rules.envs.contains_key(env) {
                 tx.ch.reply = Some(Reply::private(format!(
                     "unknown environment \"{env}\" (known: {}). Usage: {usage}",
-                    self.cfg.env_names()
+                    self.rules.env_names()
                 )));
                 return tx.ch;
             }
@@ -654,7 +440,7 @@ impl Engine {
             service: args.service.as_deref(),
             force: args.force.as_deref(),
         };
-        let verdict = policy::check_deploy(&self.cfg, env, st, self.active_phase(st), &req, now);
+        let verdict = policy::check_deploy(&self.rules, env, st, self.active_phase(st), &req, now);
         let mut out = match &verdict {
             policy::Verdict::Blocked(bs) => {
                 let mut s = format!(
@@ -663,7 +449,7 @@ impl Engine {
                 );
                 for b in bs {
                     s.push_str("\n• ");
-                    s.push_str(&b.describe(&self.cfg, env));
+                    s.push_str(&b.describe(&self.rules, env));
                 }
                 s
             }
@@ -672,7 +458,7 @@ impl Engine {
                 for w in forced_past {
                     s.push_str(&format!(
                         "\n• freeze {} would be passed with --force (break-glass), and announced",
-                        w.describe(self.cfg.bot.timezone)
+                        w.describe(self.rules.timezone)
                     ));
                 }
                 s
@@ -682,21 +468,15 @@ impl Engine {
             out.push_str(&format!(
                 "\n• the checklist ({} items) needs approval by {}",
                 env.checklist.len(),
-                Checklist::new(env.checklist.iter().map(|i| (
-                    i.text.clone(),
-                    i.group.clone(),
-                    i.approvals
-                )))
-                .groups()
-                .join(", ")
+                env.new_checklist().groups().join(", ")
             ));
         }
-        for rule in &self.cfg.freezes {
+        for rule in &self.rules.freezes {
             if rule.applies_to(&args.env.0) {
-                if let Some(w) = rule.next_window(self.cfg.bot.timezone, now) {
+                if let Some(w) = rule.next_window(self.rules.timezone, now) {
                     out.push_str(&format!(
                         "\n• next freeze: {}",
-                        w.describe(self.cfg.bot.timezone)
+                        w.describe(self.rules.timezone)
                     ));
                 }
             }
@@ -714,10 +494,10 @@ impl Engine {
                     (None, None) => format!(" ({to} today; nothing is live)"),
                 }
             ));
-            let smoke: Vec<&str> = env.smoke.iter().map(|s| s.name.as_str()).collect();
+            let smoke = &env.smoke;
             out.push_str(&format!(
                 "\n3. health check {} on {to}, smoke tests: {}",
-                env.health.path,
+                env.health_path,
                 if smoke.is_empty() {
                     "none configured".into()
                 } else {
@@ -759,10 +539,13 @@ impl Engine {
             force: args.force.as_deref(),
         };
         let forced_past =
-            match policy::check_deploy(&self.cfg, &env_cfg, st, self.active_phase(st), &req, now) {
+            match policy::check_deploy(&self.rules, &env_cfg, st, self.active_phase(st), &req, now)
+            {
                 policy::Verdict::Blocked(bs) => {
-                    let reasons: Vec<String> =
-                        bs.iter().map(|b| b.describe(&self.cfg, &env_cfg)).collect();
+                    let reasons: Vec<String> = bs
+                        .iter()
+                        .map(|b| b.describe(&self.rules, &env_cfg))
+                        .collect();
                     return Reply::private(format!("Refused: {}", reasons.join("; ")));
                 }
                 policy::Verdict::Allowed { forced_past } => forced_past,
@@ -770,12 +553,7 @@ impl Engine {
         let id = RunId(self.next_run);
         self.next_run += 1;
         tx.ch.next_run = Some(self.next_run);
-        let checklist = Checklist::new(
-            env_cfg
-                .checklist
-                .iter()
-                .map(|i| (i.text.clone(), i.group.clone(), i.approvals)),
-        );
+        let checklist = env_cfg.new_checklist();
         let run = Run {
             id,
             kind: RunKind::Deploy,
@@ -786,7 +564,7 @@ impl Engine {
             force: args.force.clone(),
             forced: forced_past
                 .iter()
-                .map(|w| w.describe(self.cfg.bot.timezone))
+                .map(|w| w.describe(self.rules.timezone))
                 .collect(),
             reason: None,
             created: now,
@@ -820,7 +598,7 @@ impl Engine {
             Some(user),
             format!("requested {} → {}", args.version, args.env),
         );
-        let tz = self.cfg.bot.timezone;
+        let tz = self.rules.timezone;
         for w in &forced_past {
             let reason = args.force.clone().unwrap_or_default();
             tx.event(
@@ -843,7 +621,7 @@ impl Engine {
             let r = &self.runs[&id];
             let mut v = Vec::new();
             for g in r.checklist.groups() {
-                for m in self.cfg.members(g) {
+                for m in self.rules.members(g) {
                     if &m != user && !v.contains(&m.mention()) {
                         v.push(m.mention());
                     }
@@ -889,7 +667,7 @@ impl Engine {
 
     fn lock(&mut self, tx: &mut Tx, user: &UserId, env: &EnvName, reason: String) -> Reply {
         let env_cfg = self.env_cfg(env).clone();
-        if let Err(m) = policy::may(&self.cfg, &env_cfg, user, Perm::Lock) {
+        if let Err(m) = policy::may(&self.rules, &env_cfg, user, Perm::Lock) {
             return Reply::private(m);
         }
         let st = self.envs.get_mut(env).expect("env");
@@ -920,7 +698,7 @@ impl Engine {
 
     fn unlock(&mut self, tx: &mut Tx, user: &UserId, env: &EnvName) -> Reply {
         let env_cfg = self.env_cfg(env).clone();
-        if let Err(m) = policy::may(&self.cfg, &env_cfg, user, Perm::Unlock) {
+        if let Err(m) = policy::may(&self.rules, &env_cfg, user, Perm::Unlock) {
             return Reply::private(m);
         }
         let st = self.envs.get_mut(env).expect("env");
@@ -945,7 +723,7 @@ impl Engine {
     fn status(&self, env: Option<&EnvName>) -> String {
         let envs: Vec<&EnvName> = match env {
             Some(e) => vec![e],
-            None => self.cfg.environments.keys().collect(),
+            None => self.rules.envs.keys().collect(),
         };
         let mut lines = Vec::new();
         for e in envs {
@@ -970,7 +748,7 @@ impl Engine {
                     if let Some(u) = st.warm_until {
                         s.push_str(&format!(
                             " (kept warm until {})",
-                            u.with_timezone(&self.cfg.bot.timezone).format("%H:%M %Z")
+                            u.with_timezone(&self.rules.timezone).format("%H:%M %Z")
                         ));
                     }
                 }
@@ -1002,7 +780,7 @@ impl Engine {
         };
         let env = run.env.clone();
         let env_cfg = self.env_cfg(&env).clone();
-        if let Err(m) = policy::may(&self.cfg, &env_cfg, user, Perm::Cancel) {
+        if let Err(m) = policy::may(&self.rules, &env_cfg, user, Perm::Cancel) {
             return Reply::private(m);
         }
         if !run.phase.before_switch() {
@@ -1041,7 +819,7 @@ impl Engine {
         reason: Option<String>,
     ) -> Reply {
         let env_cfg = self.env_cfg(env).clone();
-        if let Err(m) = policy::may(&self.cfg, &env_cfg, user, Perm::Rollback) {
+        if let Err(m) = policy::may(&self.rules, &env_cfg, user, Perm::Rollback) {
             return Reply::private(m);
         }
         let why = format!(
@@ -1271,8 +1049,8 @@ impl Engine {
             return self.finish(tx);
         }
         let requester = run.requester.clone();
-        let cfg = self.cfg.clone();
-        let in_group = |u: &UserId, g: &str| cfg.in_group(u, g);
+        let rules = self.rules.clone();
+        let in_group = |u: &UserId, g: &str| rules.in_group(u, g);
         let outcome = run
             .checklist
             .react_as(&requester, user, &in_group, target, emoji, added);
@@ -1344,11 +1122,7 @@ impl Engine {
                 if let Some(run) = self.runs.get(&id) {
                     if run.phase == Phase::Monitoring && run.attempt == attempt {
                         self.ticked.insert(id, now);
-                        if self.cfg.environments[&run.env]
-                            .smoke
-                            .iter()
-                            .any(|s| s.critical)
-                        {
+                        if self.rules.envs[&run.env].critical_path {
                             self.critical_pending.insert(id);
                         }
                         tx.ch.actions.push(Action::Sample {
@@ -1679,12 +1453,12 @@ impl Engine {
         let (env, requester, force) = (run.env.clone(), run.requester.clone(), run.force.clone());
         tx.event(id, None, "checklist complete");
         let (blocked, passed) =
-            policy::check_freeze(&self.cfg, &env, &requester, force.as_deref(), tx.now);
+            policy::check_freeze(&self.rules, &env, &requester, force.as_deref(), tx.now);
         if let Some(Blocker::Freeze { window, .. }) = blocked.first() {
             let display = self.env_cfg(&env).display_name.clone();
             let text = format!(
                 "🧊 Run {id} stopped: {display} is frozen by {}. Nothing was deployed. {}",
-                window.describe(self.cfg.bot.timezone),
+                window.describe(self.rules.timezone),
                 requester.mention()
             );
             self.end(
@@ -1711,7 +1485,7 @@ impl Engine {
         passed: Vec<super::freeze::Window>,
         when: &str,
     ) {
-        let tz = self.cfg.bot.timezone;
+        let tz = self.rules.timezone;
         for w in passed {
             let d = w.describe(tz);
             let run = self.runs.get_mut(&id).expect("run");
@@ -1839,7 +1613,7 @@ impl Engine {
         view: LiveView,
         chain: bool,
     ) -> Result<Option<Colour>, String> {
-        let stated = self.env_cfg(env).stated_live();
+        let stated = self.env_cfg(env).stated_live;
         let st = self.envs.get_mut(env).expect("env");
         let was_unseen = st.unseen.is_some();
         // Looking again helps only a step that can be asked.
@@ -1992,11 +1766,11 @@ impl Engine {
         );
         if kind == RunKind::Deploy {
             let (blocked, passed) =
-                policy::check_freeze(&self.cfg, &env, &requester, force.as_deref(), tx.now);
+                policy::check_freeze(&self.rules, &env, &requester, force.as_deref(), tx.now);
             if let Some(Blocker::Freeze { window, .. }) = blocked.first() {
                 let why = format!(
                     "freeze {} opened before the traffic switch",
-                    window.describe(self.cfg.bot.timezone)
+                    window.describe(self.rules.timezone)
                 );
                 self.fail_before_switch(tx, id, why);
                 return;
@@ -2025,7 +1799,7 @@ impl Engine {
     fn start_monitoring(&mut self, tx: &mut Tx, id: RunId) {
         let run = self.runs.get_mut(&id).expect("run");
         let env = run.env.clone();
-        let m = self.cfg.environments[&env].monitor.clone();
+        let m = self.rules.envs[&env].monitor.clone();
         run.monitor.started = Some(tx.now);
         run.monitor.until = Some(tx.now + to_std(m.duration));
         run.success_posted = true;
@@ -2145,9 +1919,7 @@ impl Engine {
                             .from_version
                             .clone()
                             .unwrap_or_else(|| "a version greenlight did not deploy".into()),
-                        until
-                            .with_timezone(&self.cfg.bot.timezone)
-                            .format("%H:%M %Z")
+                        until.with_timezone(&self.rules.timezone).format("%H:%M %Z")
                     )
                 }
                 None => String::new(),
@@ -2317,12 +2089,12 @@ impl Engine {
     /// Loads state from the store at start.
     pub fn restore(&mut self, envs: BTreeMap<EnvName, EnvState>, runs: Vec<Run>, next_run: u64) {
         for (k, v) in envs {
-            if self.cfg.environments.contains_key(&k) {
+            if self.rules.envs.contains_key(&k) {
                 self.envs.insert(k, v);
             }
         }
         for mut r in runs {
-            if !r.phase.is_terminal() && self.cfg.environments.contains_key(&r.env) {
+            if !r.phase.is_terminal() && self.rules.envs.contains_key(&r.env) {
                 // Records from before `announced` existed: past the checklist, the 🚀 was posted.
                 if !r.announced
                     && r.kind == RunKind::Deploy
