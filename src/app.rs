@@ -248,7 +248,9 @@ impl App {
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
         }
-        app.telemetry.active_runs.set(app.engine.runs.len() as i64);
+        app.telemetry
+            .active_runs
+            .set(app.engine.runs().count() as i64);
         let handle = Handle {
             tx,
             store,
@@ -643,14 +645,8 @@ impl App {
                 let key = self.store.key_of(Platform::Slack, &channel, &message_ts)?;
                 let thread_key = key
                     .as_deref()
-                    .and_then(crate::core::message::parse_key)
-                    .map(|k| match k {
-                        crate::core::message::KeyRef::Checklist(id)
-                        | crate::core::message::KeyRef::Item(id, _)
-                        | crate::core::message::KeyRef::Other(id) => {
-                            crate::core::message::checklist_key(id)
-                        }
-                    });
+                    .and_then(crate::core::message::MsgKey::parse)
+                    .map(|k| crate::core::message::MsgKey::Checklist(k.run()).to_string());
                 let origin = Origin::Slack {
                     channel,
                     response_url,
@@ -783,20 +779,16 @@ impl App {
             // incident messages go to every configured platform.
             let thread_of = p
                 .thread
-                .as_deref()
-                .or(p.key.as_deref().filter(|k| k.ends_with("/checklist")))
-                .and_then(crate::core::message::parse_key)
-                .map(|k| match k {
-                    crate::core::message::KeyRef::Checklist(id)
-                    | crate::core::message::KeyRef::Item(id, _)
-                    | crate::core::message::KeyRef::Other(id) => id,
-                });
+                .or(p
+                    .key
+                    .filter(|k| matches!(k, crate::core::message::MsgKey::Checklist(_))))
+                .map(|k| k.run());
             let origin_of = |id: RunId| -> Platform {
                 ch.runs
                     .iter()
                     .find(|r| r.id == id)
                     .map(|r| r.origin)
-                    .or_else(|| self.engine.runs.get(&id).map(|r| r.origin))
+                    .or_else(|| self.engine.run(id).map(|r| r.origin))
                     .unwrap_or_default()
             };
             let wants = |platform: Platform| thread_of.is_none_or(|id| origin_of(id) == platform);
@@ -809,8 +801,8 @@ impl App {
                         platform: Platform::Discord,
                         channel,
                         text: mentions_for(&self.cfg, Platform::Discord, &p.text),
-                        key: p.key.clone(),
-                        thread_key: p.thread.clone(),
+                        key: p.key.map(|k| k.to_string()),
+                        thread_key: p.thread.map(|k| k.to_string()),
                         edit: p.edit,
                         buttons: false,
                         respond_url: None,
@@ -828,16 +820,13 @@ impl App {
             };
             if self.platforms.slack.is_some() && wants(Platform::Slack) {
                 if let Some(channel) = slack_channel(&self.cfg, p) {
-                    let buttons = matches!(
-                        p.key.as_deref().and_then(crate::core::message::parse_key),
-                        Some(crate::core::message::KeyRef::Item(..))
-                    );
+                    let buttons = matches!(p.key, Some(crate::core::message::MsgKey::Item(..)));
                     ws.push_outbox(&OutboxEntry {
                         platform: Platform::Slack,
                         channel,
                         text: mentions_for(&self.cfg, Platform::Slack, &p.text),
-                        key: p.key.clone(),
-                        thread_key: p.thread.clone(),
+                        key: p.key.map(|k| k.to_string()),
+                        thread_key: p.thread.map(|k| k.to_string()),
                         edit: p.edit,
                         buttons,
                         respond_url: None,
@@ -929,7 +918,7 @@ impl App {
         }
         self.telemetry
             .active_runs
-            .set(self.engine.runs.len() as i64);
+            .set(self.engine.runs().count() as i64);
         for r in &ch.runs {
             fault(&format!(
                 "persisted:{}",

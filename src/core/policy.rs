@@ -3,7 +3,7 @@
 
 use super::freeze::{self, Window};
 use super::rules::{EnvRules, Rules};
-use super::state::{EnvState, Lock};
+use super::state::{EnvState, Lock, Phase};
 use super::{EnvName, RunId, UserId};
 use chrono::{DateTime, Utc};
 
@@ -58,7 +58,7 @@ pub enum Blocker {
     Locked(Lock),
     ActiveRun {
         run: RunId,
-        phase: String,
+        phase: Phase,
     },
     Freeze {
         window: Window,
@@ -86,8 +86,9 @@ impl Blocker {
                 env.display_name
             ),
             Blocker::ActiveRun { run, phase } => format!(
-                "run {run} is already active on {} ({phase}); one run at a time per environment",
-                env.display_name
+                "run {run} is already active on {} ({}); one run at a time per environment",
+                env.display_name,
+                phase.label()
             ),
             Blocker::Freeze {
                 window,
@@ -130,7 +131,7 @@ pub fn check_deploy(
     rules: &Rules,
     env: &EnvRules,
     state: &EnvState,
-    active_phase: Option<&str>,
+    active_phase: Option<Phase>,
     req: &Request,
     now: DateTime<Utc>,
 ) -> Verdict {
@@ -148,10 +149,7 @@ pub fn check_deploy(
         blockers.push(Blocker::LiveUnseen(why.clone()));
     }
     if let (Some(run), Some(phase)) = (state.active_run, active_phase) {
-        blockers.push(Blocker::ActiveRun {
-            run,
-            phase: phase.to_string(),
-        });
+        blockers.push(Blocker::ActiveRun { run, phase });
     }
     let (open, forced_past) = check_freeze(rules, &env.name, req.user, req.force, now);
     blockers.extend(open);
@@ -257,7 +255,7 @@ mod tests {
         let locked = EnvState {
             lock: Some(Lock {
                 reason: "db work".into(),
-                by: "bob".into(),
+                by: crate::core::state::LockOwner::Person(UserId::new("bob")),
                 at: thursday,
                 run: None,
             }),
@@ -332,7 +330,7 @@ mod tests {
             &c,
             prod,
             &locked,
-            Some("monitoring"),
+            Some(Phase::Monitoring),
             &req(&alice, Some("hotfix")),
             friday,
         ) {

@@ -31,6 +31,24 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 16] = [
+        Phase::AwaitingChecklist,
+        Phase::Observing,
+        Phase::DeployingIdle,
+        Phase::VerifyingIdle,
+        Phase::Baseline,
+        Phase::Switching,
+        Phase::Monitoring,
+        Phase::RollingBack,
+        Phase::Succeeded,
+        Phase::Unverified,
+        Phase::Failed,
+        Phase::RolledBack,
+        Phase::Vetoed,
+        Phase::Expired,
+        Phase::Cancelled,
+        Phase::Rejected,
+    ];
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -88,9 +106,43 @@ pub enum RunKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lock {
     pub reason: String,
-    pub by: String,
+    pub by: LockOwner,
     pub at: DateTime<Utc>,
     pub run: Option<RunId>,
+}
+
+/// Who locked an environment: a person (`/deploy lock`), or greenlight itself after a rollback
+/// or a failure a person must look at. Stored as the person's name, or `"greenlight"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum LockOwner {
+    Greenlight,
+    Person(UserId),
+}
+
+impl From<String> for LockOwner {
+    fn from(s: String) -> LockOwner {
+        if s == "greenlight" {
+            LockOwner::Greenlight
+        } else {
+            LockOwner::Person(UserId(s))
+        }
+    }
+}
+
+impl From<LockOwner> for String {
+    fn from(o: LockOwner) -> String {
+        o.to_string()
+    }
+}
+
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockOwner::Greenlight => f.write_str("greenlight"),
+            LockOwner::Person(u) => f.write_str(&u.0),
+        }
+    }
 }
 
 /// An environment's durable state.
@@ -205,6 +257,55 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run of `kind`, nothing done yet: a deploy waits for its checklist (none here: the
+    /// caller sets it), a rollback (no checklist, no 🚀) starts by preparing the idle colour.
+    pub fn new(
+        id: RunId,
+        kind: RunKind,
+        env: EnvName,
+        version: String,
+        requester: UserId,
+        origin: Platform,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id,
+            kind,
+            env,
+            service: None,
+            version,
+            requester,
+            force: None,
+            reason: None,
+            created: now,
+            updated: now,
+            ended: None,
+            phase: match kind {
+                RunKind::Deploy => Phase::AwaitingChecklist,
+                RunKind::Rollback => Phase::DeployingIdle,
+            },
+            checklist: Checklist::default(),
+            checklist_expires: now,
+            from: None,
+            from_version: None,
+            to: Colour::Blue,
+            attempt: 0,
+            baseline: None,
+            baseline_p99: None,
+            switch_intents: 0,
+            switched: false,
+            switch_back_intents: 0,
+            success_posted: false,
+            monitor: MonitorProgress::default(),
+            status: Vec::new(),
+            outcome: None,
+            forced: Vec::new(),
+            origin,
+            announced: kind == RunKind::Rollback,
+            told: Vec::new(),
+        }
+    }
+
     pub fn summary_line(&self, tz: chrono_tz::Tz) -> String {
         format!(
             "run {}: {} → {} by {}, {} — {}{}",
