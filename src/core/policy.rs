@@ -6,6 +6,7 @@ use super::rules::{EnvRules, Rules};
 use super::state::{EnvState, Lock, Phase};
 use super::{EnvName, RunId, UserId};
 use chrono::{DateTime, Utc};
+use std::fmt;
 
 pub const BREAK_GLASS: &str = "break-glass";
 
@@ -32,9 +33,31 @@ impl Action {
     }
 }
 
+/// A person may not do this here: who, what, where, and the group it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub user: UserId,
+    pub action: Action,
+    pub env: String,
+    pub group: String,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} may not {} {}: that needs the {} group",
+            self.user,
+            self.action.verb(),
+            self.env,
+            self.group
+        )
+    }
+}
+
 /// The permission table of the design: deployers deploy, lock, unlock, cancel and roll back;
 /// only break-glass forces past a freeze. Read-only commands need no check.
-pub fn may(rules: &Rules, env: &EnvRules, user: &UserId, action: Action) -> Result<(), String> {
+pub fn may(rules: &Rules, env: &EnvRules, user: &UserId, action: Action) -> Result<(), Denied> {
     let group = match action {
         Action::Force => BREAK_GLASS,
         _ => env.deployers.as_str(),
@@ -42,19 +65,59 @@ pub fn may(rules: &Rules, env: &EnvRules, user: &UserId, action: Action) -> Resu
     if rules.in_group(user, group) {
         Ok(())
     } else {
-        Err(format!(
-            "{user} may not {} {}: that needs the {group} group",
-            action.verb(),
-            env.display_name
-        ))
+        Err(Denied {
+            user: user.clone(),
+            action,
+            env: env.display_name.clone(),
+            group: group.to_string(),
+        })
+    }
+}
+
+/// A `--service` that does not fit the environment's services.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceProblem {
+    /// The environment has no services, yet one was named.
+    NoneConfigured { env: String, given: String },
+    /// The environment runs several: one must be named.
+    Required { env: String, services: Vec<String> },
+    Unknown {
+        env: String,
+        given: String,
+        services: Vec<String>,
+    },
+}
+
+impl fmt::Display for ServiceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceProblem::NoneConfigured { env, given } => write!(
+                f,
+                "{env} has no services configured, so --service {given} is not valid"
+            ),
+            ServiceProblem::Required { env, services } => write!(
+                f,
+                "{env} runs several services: --service is required (one of {})",
+                services.join(", ")
+            ),
+            ServiceProblem::Unknown {
+                env,
+                given,
+                services,
+            } => write!(
+                f,
+                "unknown service \"{given}\" on {env} (one of {})",
+                services.join(", ")
+            ),
+        }
     }
 }
 
 /// One reason a deploy cannot start now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Blocker {
-    NotAllowed(String),
-    Service(String),
+    NotAllowed(Denied),
+    Service(ServiceProblem),
     Locked(Lock),
     ActiveRun {
         run: RunId,
@@ -72,7 +135,8 @@ impl Blocker {
     pub fn describe(&self, rules: &Rules, env: &EnvRules) -> String {
         let tz = rules.timezone;
         match self {
-            Blocker::NotAllowed(m) | Blocker::Service(m) => m.clone(),
+            Blocker::NotAllowed(d) => d.to_string(),
+            Blocker::Service(p) => p.to_string(),
             Blocker::Locked(l) => format!(
                 "{} is locked by {} since {}: {} (/deploy unlock {} to lift it)",
                 env.display_name,
@@ -189,25 +253,24 @@ pub fn check_freeze(
     (blockers, passed)
 }
 
-pub fn check_service(env: &EnvRules, service: Option<&str>) -> Result<(), String> {
+pub fn check_service(env: &EnvRules, service: Option<&str>) -> Result<(), ServiceProblem> {
+    let name = || env.display_name.clone();
     match (env.services.len(), service) {
-        (0, None) => Ok(()),
-        (0, Some(s)) => Err(format!(
-            "{} has no services configured, so --service {s} is not valid",
-            env.display_name
-        )),
-        (1, None) => Ok(()),
-        (_, None) => Err(format!(
-            "{} runs several services: --service is required (one of {})",
-            env.display_name,
-            env.services.join(", ")
-        )),
+        (0, None) | (1, None) => Ok(()),
+        (0, Some(s)) => Err(ServiceProblem::NoneConfigured {
+            env: name(),
+            given: s.into(),
+        }),
+        (_, None) => Err(ServiceProblem::Required {
+            env: name(),
+            services: env.services.clone(),
+        }),
         (_, Some(s)) if env.services.iter().any(|x| x == s) => Ok(()),
-        (_, Some(s)) => Err(format!(
-            "unknown service \"{s}\" on {} (one of {})",
-            env.display_name,
-            env.services.join(", ")
-        )),
+        (_, Some(s)) => Err(ServiceProblem::Unknown {
+            env: name(),
+            given: s.into(),
+            services: env.services.clone(),
+        }),
     }
 }
 
@@ -240,7 +303,7 @@ mod tests {
         for (who, action, allowed) in rows {
             let r = may(&c, prod, &UserId::new(who), action);
             assert_eq!(r.is_ok(), allowed, "{who} {action:?}: {r:?}");
-            if let Err(m) = r {
+            if let Err(m) = r.map_err(|d| d.to_string()) {
                 assert!(m.contains(who) && m.contains("group"), "{m}");
             }
         }
@@ -363,14 +426,17 @@ mod tests {
         assert!(check_service(e, None).is_ok());
         assert!(check_service(e, Some("api"))
             .unwrap_err()
+            .to_string()
             .contains("no services configured"));
         e.services = vec!["api".into(), "web".into()];
         assert!(check_service(e, None)
             .unwrap_err()
+            .to_string()
             .contains("--service is required (one of api, web)"));
         assert!(check_service(e, Some("web")).is_ok());
         assert!(check_service(e, Some("db"))
             .unwrap_err()
+            .to_string()
             .contains("unknown service \"db\""));
     }
 }

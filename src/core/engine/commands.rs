@@ -4,6 +4,7 @@
 use super::wording;
 use super::{Action, Changes, Engine, Phase, Reply, Run, RunKind, Tx, What};
 use crate::core::command::{self, Command, DeployArgs};
+use crate::core::freeze::Window;
 use crate::core::message::{MsgKey, Post, Room};
 use crate::core::policy::{self, Action as Perm, Request};
 use crate::core::state::{EnvState, Lock, LockOwner};
@@ -186,29 +187,7 @@ impl Engine {
                 env: args.env.clone(),
             },
         );
-        let reason = args.force.clone().unwrap_or_default();
-        for w in &forced_past {
-            tx.event(
-                id,
-                Some(user),
-                What::ForcedPastFreeze {
-                    freeze: w.name.clone(),
-                    gate: None,
-                    reason: reason.clone(),
-                },
-            );
-            let text = wording::break_glass(
-                user,
-                id,
-                &args.version,
-                &env.display_name,
-                &w.describe(tz),
-                None,
-                &reason,
-            );
-            tx.post(Post::top(&args.env, Room::Deploys, text.clone()));
-            tx.post(Post::top(&args.env, Room::Announce, text));
-        }
+        self.forced_at_request(tx, id, &forced_past);
         let n = self.open_checklist(tx, id, !forced_past.is_empty());
         if n == 0 {
             self.checklist_complete(tx, id);
@@ -220,6 +199,37 @@ impl Engine {
             user,
             n == 0,
         ))
+    }
+
+    /// Freezes passed by break-glass `--force` at the request: audited and announced (in the
+    /// deploys and announce rooms) once each.
+    fn forced_at_request(&mut self, tx: &mut Tx, id: RunId, forced_past: &[Window]) {
+        let run = &self.runs[&id];
+        let (env, version, user) = (run.env.clone(), run.version.clone(), run.requester.clone());
+        let reason = run.force.clone().unwrap_or_default();
+        let (display, tz) = (self.display(&env), self.rules.timezone);
+        for w in forced_past {
+            tx.event(
+                id,
+                Some(&user),
+                What::ForcedPastFreeze {
+                    freeze: w.name.clone(),
+                    gate: None,
+                    reason: reason.clone(),
+                },
+            );
+            let text = wording::break_glass(
+                &user,
+                id,
+                &version,
+                &display,
+                &w.describe(tz),
+                None,
+                &reason,
+            );
+            tx.post(Post::top(&env, Room::Deploys, text.clone()));
+            tx.post(Post::top(&env, Room::Announce, text));
+        }
     }
 
     /// Posts run `id`'s checklist thread (the parent names the reviewers, one reply per item)
@@ -259,7 +269,7 @@ impl Engine {
     fn lock(&mut self, tx: &mut Tx, user: &UserId, env: &EnvName, reason: String) -> Reply {
         let rules = self.env_rules(env).clone();
         if let Err(m) = policy::may(&self.rules, &rules, user, Perm::Lock) {
-            return Reply::private(m);
+            return Reply::private(m.to_string());
         }
         let now = tx.now;
         let st = self.env_mut(env);
@@ -281,7 +291,7 @@ impl Engine {
     fn unlock(&mut self, tx: &mut Tx, user: &UserId, env: &EnvName) -> Reply {
         let rules = self.env_rules(env).clone();
         if let Err(m) = policy::may(&self.rules, &rules, user, Perm::Unlock) {
-            return Reply::private(m);
+            return Reply::private(m.to_string());
         }
         let Some(old) = self.env_mut(env).lock.take() else {
             return Reply::private(wording::not_locked(&rules.display_name));
@@ -321,7 +331,7 @@ impl Engine {
         let env = run.env.clone();
         let rules = self.env_rules(&env).clone();
         if let Err(m) = policy::may(&self.rules, &rules, user, Perm::Cancel) {
-            return Reply::private(m);
+            return Reply::private(m.to_string());
         }
         if !run.phase.before_switch() {
             return Reply::private(wording::too_late_to_cancel(id, run.phase, &env));
@@ -351,7 +361,7 @@ impl Engine {
     ) -> Reply {
         let rules = self.env_rules(env).clone();
         if let Err(m) = policy::may(&self.rules, &rules, user, Perm::Rollback) {
-            return Reply::private(m);
+            return Reply::private(m.to_string());
         }
         let what = What::ManualRollback {
             by: user.clone(),
