@@ -344,7 +344,7 @@ impl Engine {
         let (to, from) = (run.to, run.from);
         let text = wording::cancelled(run, &rules.display_name, user);
         tx.event(id, Some(user), What::Cancelled);
-        self.end(tx, id, Phase::Cancelled, format!("cancelled by {user}"));
+        self.end(tx, id, Phase::Cancelled, wording::outcome::cancelled(user));
         tx.say_in_thread(&env, id, text);
         if deployed {
             self.teardown_idle(tx, &env, to, from);
@@ -432,7 +432,7 @@ impl Engine {
     ) {
         let env = self.runs[&id].env.clone();
         if st.version_on(idle).map(String::as_str) == Some(prev) {
-            let line = format!("{idle} still runs {prev}: verifying it before switching back");
+            let line = wording::line::verifying_kept_colour(idle, prev);
             self.set_phase(tx, id, Phase::VerifyingIdle, line);
             let attempt = self.bump_attempt(id);
             tx.action(Action::Verify {
@@ -442,7 +442,7 @@ impl Engine {
                 colour: idle,
             });
         } else {
-            let line = format!("{idle} no longer runs {prev}: redeploying it");
+            let line = wording::line::redeploying_kept_colour(idle, prev);
             self.set_phase(tx, id, Phase::DeployingIdle, line);
             let attempt = self.bump_attempt(id);
             tx.action(Action::DeployIdle {

@@ -24,9 +24,9 @@ impl Engine {
                 self.evaluate(tx, id, sample, None, true);
             }
             (Phase::Monitoring, Outcome::CriticalPath(Err(why))) => {
-                let reason = format!("core business flow broken: {why}");
+                let reason = wording::reason::critical_path(&why);
                 tx.event(id, None, What::RollbackTrigger(reason.clone()));
-                self.status_line(tx, id, format!("✖ critical path: {reason}"));
+                self.status_line(tx, id, wording::line::critical_path_broken(&reason));
                 self.start_rollback(tx, id, reason);
             }
             (Phase::Monitoring, Outcome::CriticalPath(Ok(()))) => {
@@ -94,7 +94,7 @@ impl Engine {
         match verdict {
             Verdict::Breach { reason } => {
                 tx.event(id, None, What::RollbackTrigger(reason.clone()));
-                self.status_line(tx, id, format!("✖ check {n}: {reason}"));
+                self.status_line(tx, id, wording::line::check_breached(n, &reason));
                 self.start_rollback(tx, id, reason);
                 return;
             }
@@ -102,7 +102,7 @@ impl Engine {
                 run.monitor.passes += 1;
                 run.monitor.last_conclusive = true;
                 run.monitor.last = Some(detail.clone());
-                self.status_line(tx, id, format!("✔ check {n}: {detail}"));
+                self.status_line(tx, id, wording::line::check_passed(n, &detail));
             }
             Verdict::Inconclusive { reason } => {
                 run.monitor.inconclusive += 1;
@@ -159,18 +159,18 @@ impl Engine {
                     wording::kept_warm(f, run.from_version.as_deref(), until, self.rules.timezone)
                 })
                 .unwrap_or_default();
-            let line = format!("✅ stable: {} live on {to}{warm}", run.version);
+            let line = wording::line::stable(&run.version, to, &warm);
             let text = wording::stable(run, &display);
             self.status_line(tx, id, line);
             tx.say_in_thread(&env, id, text);
-            let outcome = format!("stable on {to} after {checks} checks");
+            let outcome = wording::outcome::stable(to, checks);
             self.end(tx, id, Phase::Succeeded, outcome);
         } else {
             let text = wording::unverified(run, &display);
-            let line = "⚠️ unverified: not enough data to call it healthy".to_string();
+            let line = wording::line::unverified();
             self.status_line(tx, id, line);
             tx.say_in_thread(&env, id, text);
-            let outcome = format!("monitoring inconclusive in {inconclusive} of {checks} checks");
+            let outcome = wording::outcome::inconclusive(inconclusive, checks);
             self.end(tx, id, Phase::Unverified, outcome);
         }
     }
@@ -188,7 +188,7 @@ impl Engine {
         ));
         let Some(from) = from else {
             // First deploy: there is no previous colour to return to.
-            let line = "no previous colour to switch back to (first deploy)".to_string();
+            let line = wording::line::no_previous_colour();
             self.set_phase(tx, id, Phase::RollingBack, line);
             self.rollback_done(tx, id);
             return;
@@ -197,7 +197,7 @@ impl Engine {
         run.switch_back_intents += 1;
         let attempt = run.attempt;
         tx.event(id, None, What::SwitchBackIntent { to: from });
-        let line = format!("switching traffic back to {from}");
+        let line = wording::line::switching_back_to(from);
         self.set_phase(tx, id, Phase::RollingBack, line);
         tx.action(Action::SwitchBack {
             run: id,
@@ -219,13 +219,18 @@ impl Engine {
         self.lock_env(
             tx,
             &env,
-            format!("rollback of run {id} failed: {why}"),
+            wording::reason::lock_rollback_failed(id, &why),
             Some(id),
         );
-        let alert = format!("🚨 {display}: {text} {}", self.link(id));
+        let alert = wording::incident(&display, &text, &self.link(id));
         tx.post(Post::top(&env, Room::Incidents, alert));
         tx.say_in_thread(&env, id, text);
-        self.end(tx, id, Phase::Failed, format!("rollback failed: {why}"));
+        self.end(
+            tx,
+            id,
+            Phase::Failed,
+            wording::outcome::rollback_failed(&why),
+        );
     }
 
     /// After traffic is back (or a manual rollback switched): alert, lock, tear down.
@@ -244,15 +249,12 @@ impl Engine {
         let alert =
             wording::rollback_alert(&run, &display, &bad, &now_live, no_previous, &self.link(id));
         tx.post(Post::top(&env, Room::Incidents, alert));
-        let lock = format!("rollback of {bad} (run {id}): {reason}");
+        let lock = wording::reason::lock_rolled_back(&bad, id, &reason);
         self.lock_env(tx, &env, lock, Some(id));
         let line = if no_previous {
-            format!(
-                "⛔ no previous colour: {} keeps traffic; environment locked",
-                run.to
-            )
+            wording::line::first_deploy_failed(run.to)
         } else {
-            format!("⏪ rolled back: {now_live}; environment locked; incident channel alerted")
+            wording::line::rolled_back(&now_live)
         };
         self.status_line(tx, id, line);
         tx.say_in_thread(&env, id, wording::rolled_back(&run, &now_live, &display));
@@ -261,7 +263,7 @@ impl Engine {
         } else {
             Phase::RolledBack
         };
-        self.end(tx, id, phase, format!("rolled back: {reason}"));
+        self.end(tx, id, phase, wording::outcome::rolled_back(&reason));
         if run.kind == RunKind::Deploy && run.from.is_some() {
             self.teardown_idle(tx, &env, run.to, st.live);
             self.env_mut(&env).previous = None;

@@ -41,7 +41,7 @@ impl Engine {
                         colour: to,
                     },
                 );
-                let line = format!("{version} is on {to}: health check and smoke tests");
+                let line = wording::line::verifying(&version, to);
                 self.set_phase(&mut tx, id, Phase::VerifyingIdle, line);
                 tx.action(Action::Verify {
                     run: id,
@@ -51,7 +51,7 @@ impl Engine {
                 });
             }
             (Phase::DeployingIdle, Outcome::DeployIdle(Err(why))) => {
-                self.fail_before_switch(&mut tx, id, format!("deploy to idle failed: {why}"));
+                self.fail_before_switch(&mut tx, id, wording::reason::deploy_failed(&why));
             }
             (Phase::VerifyingIdle, Outcome::Verify(Ok(summary))) => {
                 self.verified(&mut tx, id, summary);
@@ -90,10 +90,7 @@ impl Engine {
         if let Some(Blocker::Freeze { window, .. }) = blocked.first() {
             let tz = self.rules.timezone;
             let text = wording::frozen_at_checklist(run, &self.display(&env), &window.describe(tz));
-            let outcome = format!(
-                "freeze \"{}\" open when the checklist completed",
-                window.name
-            );
+            let outcome = wording::outcome::frozen_at_checklist(&window.name);
             self.end(tx, id, Phase::Rejected, outcome);
             tx.say_in_thread(&env, id, text);
             return;
@@ -136,7 +133,7 @@ impl Engine {
     /// itself starts from its answer (`deploy_to_idle`), never from what was stored.
     pub(super) fn start_deploy(&mut self, tx: &mut Tx, id: RunId) {
         let env = self.runs[&id].env.clone();
-        let line = "asking the traffic step which colour is live".to_string();
+        let line = wording::line::asking_live();
         self.set_phase(tx, id, Phase::Observing, line);
         let attempt = self.bump_attempt(id);
         tx.action(Action::Observe {
@@ -182,13 +179,13 @@ impl Engine {
         let run = &self.runs[&id];
         let (env, from, to, kind, attempt) =
             (run.env.clone(), run.from, run.to, run.kind, run.attempt);
-        let line = format!("✔ {to} verified: {summary}");
+        let line = wording::line::verified(to, &summary);
         tx.event(id, None, What::Verified(summary));
         self.status_line(tx, id, line);
         if kind == RunKind::Rollback {
             self.pre_switch(tx, id);
         } else if let Some(from) = from {
-            let line = format!("sampling {from}'s error rate and latency for the baseline");
+            let line = wording::line::sampling_baseline(from);
             self.set_phase(tx, id, Phase::Baseline, line);
             tx.action(Action::Baseline {
                 run: id,
@@ -199,7 +196,7 @@ impl Engine {
         } else {
             let th = self.thresholds(&env);
             let note = analysis::usable_baseline(None, &th).unwrap_err();
-            self.status_line(tx, id, format!("ℹ️ {note}"));
+            self.status_line(tx, id, wording::line::note(&note));
             self.pre_switch(tx, id);
         }
     }
@@ -221,15 +218,20 @@ impl Engine {
     fn fail_unseen(&mut self, tx: &mut Tx, id: RunId, why: &str) {
         let run = &self.runs[&id];
         let (env, requester) = (run.env.clone(), run.requester.clone());
-        let reason = format!("greenlight cannot see which colour is live: {why}");
+        let reason = wording::reason::unseen(why);
         tx.post(Post::top(
             &env,
             Room::Deploys,
             wording::failed_unseen(&reason),
         ));
-        self.status_line(tx, id, format!("✖ {reason}; nothing deployed"));
+        self.status_line(tx, id, wording::line::nothing_deployed(&reason));
         tx.say_in_thread(&env, id, wording::stopped_unseen(id, &reason, &requester));
-        self.end(tx, id, Phase::Failed, format!("{reason}; nothing deployed"));
+        self.end(
+            tx,
+            id,
+            Phase::Failed,
+            wording::outcome::nothing_deployed(&reason),
+        );
     }
 
     /// A step before the switch failed: the live colour was never touched, the idle one is
@@ -242,13 +244,13 @@ impl Engine {
             Room::Deploys,
             message::failed_before_switch(&why, from),
         ));
-        self.status_line(tx, id, format!("✖ {why}; {to} torn down"));
+        self.status_line(tx, id, wording::line::torn_down(&why, to));
         tx.say_in_thread(
             &env,
             id,
             wording::failed_before_switch(id, &why, &requester),
         );
-        let outcome = format!("{why}; live traffic never switched");
+        let outcome = wording::outcome::never_switched(&why);
         self.end(tx, id, Phase::Failed, outcome);
         self.teardown_idle(tx, &env, to, from);
     }
@@ -263,19 +265,19 @@ impl Engine {
             run.requester.clone(),
             run.version.clone(),
         );
-        let reason = format!("traffic switch failed: {why}");
+        let reason = wording::reason::switch_failed(&why);
         tx.post(Post::top(
             &env,
             Room::Deploys,
             wording::switch_failed(&reason, to),
         ));
-        self.status_line(tx, id, format!("✖ {reason}; {to} left running"));
+        self.status_line(tx, id, wording::line::left_running(&reason, to));
         let text = wording::failed_at_switch(id, &reason, to, &version, &requester);
         tx.say_in_thread(&env, id, text);
         self.end(tx, id, Phase::Failed, reason);
         self.env_mut(&env).set_version(to, Some(version));
         tx.touch_env(&env);
-        let unseen = format!("the traffic switch to {to} of run {id} failed: {why}");
+        let unseen = wording::reason::switch_failed_unseen(to, id, &why);
         let _ = self.apply_view(tx, &env, LiveView::Unseen(unseen), false);
     }
 
@@ -294,10 +296,8 @@ impl Engine {
             let (blocked, passed) =
                 policy::check_freeze(&self.rules, &env, &requester, force.as_deref(), tx.now);
             if let Some(Blocker::Freeze { window, .. }) = blocked.first() {
-                let why = format!(
-                    "freeze {} opened before the traffic switch",
-                    window.describe(self.rules.timezone)
-                );
+                let why =
+                    wording::reason::freeze_before_switch(&window.describe(self.rules.timezone));
                 self.fail_before_switch(tx, id, why);
                 return;
             }
@@ -305,12 +305,7 @@ impl Engine {
         }
         self.run_mut(id).switch_intents += 1;
         tx.event(id, None, What::SwitchIntent { to });
-        self.set_phase(
-            tx,
-            id,
-            Phase::Switching,
-            format!("switching traffic to {to}"),
-        );
+        self.set_phase(tx, id, Phase::Switching, wording::line::switching_to(to));
         let attempt = self.runs[&id].attempt;
         tx.action(Action::Switch {
             run: id,

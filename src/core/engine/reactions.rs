@@ -147,7 +147,7 @@ impl Engine {
             checklist::Outcome::Vetoed => {
                 let text = wording::vetoed(&self.runs[&id], user, &self.display(&env));
                 tx.event(id, Some(user), What::Vetoed);
-                self.end(tx, id, Phase::Vetoed, format!("vetoed by {user}"));
+                self.end(tx, id, Phase::Vetoed, wording::outcome::vetoed(user));
                 tx.say_in_thread(&env, id, text);
             }
         }

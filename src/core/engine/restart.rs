@@ -95,19 +95,19 @@ impl Engine {
             }
             other => {
                 let why = match other {
-                    Ok(live) => format!(
-                        "{} is live now, not {}",
-                        wording::live_name(live),
-                        wording::live_name(run.from)
+                    Ok(live) => wording::reason::live_moved(
+                        &wording::live_name(live),
+                        &wording::live_name(run.from),
                     ),
-                    Err(why) => format!("greenlight cannot see which colour is live: {why}"),
+                    Err(why) => wording::reason::unseen(&why),
                 };
-                say(
+                say(tx, run, wording::resumed_stopped(id, &why));
+                self.end(
                     tx,
-                    run,
-                    format!("run {id} stopped: {why}; nothing was switched."),
+                    id,
+                    Phase::Failed,
+                    wording::outcome::nothing_switched(&why),
                 );
-                self.end(tx, id, Phase::Failed, format!("{why}; nothing switched"));
             }
         }
     }
@@ -134,15 +134,15 @@ impl Engine {
                 let display = self.display(&env);
                 let text = wording::switch_unknown(id, run.to, &why, &display, &env);
                 say(tx, run, text.clone());
-                let lock = format!("run {id}'s switch state is unknown after a restart: {why}");
+                let lock = wording::reason::lock_switch_unknown(id, &why);
                 self.lock_env(tx, &env, lock, Some(id));
-                let alert = format!("🚨 {display}: {text} {}", self.link(id));
+                let alert = wording::incident(&display, &text, &self.link(id));
                 tx.post(crate::core::message::Post::top(
                     &env,
                     Room::Incidents,
                     alert,
                 ));
-                let outcome = format!("switch state unknown after a restart: {why}");
+                let outcome = wording::outcome::switch_unknown(&why);
                 self.end(tx, id, Phase::Failed, outcome);
             }
         }
@@ -154,16 +154,9 @@ impl Engine {
             if live != Some(run.to) {
                 // Traffic is not on the new colour: the deploy is over, and said so like a
                 // rollback (alert, lock), since the new version was live for a while.
-                let why = format!(
-                    "after a restart traffic is on {} instead of {}",
-                    wording::live_name(live),
-                    run.to
-                );
-                say(
-                    tx,
-                    run,
-                    format!("run {id}: {why}; concluding the run as rolled back."),
-                );
+                let why =
+                    wording::reason::not_live_after_restart(&wording::live_name(live), run.to);
+                say(tx, run, wording::resumed_rolled_back(id, &why));
                 let r = self.run_mut(id);
                 r.reason = Some(why);
                 r.phase = Phase::RollingBack;
@@ -195,21 +188,13 @@ impl Engine {
             return;
         };
         if seen.as_ref().ok() == Some(&Some(from)) {
-            say(
-                tx,
-                run,
-                format!("run {id}'s switch back had happened; completing the rollback."),
-            );
+            say(tx, run, wording::resumed_switched_back(id));
             self.rollback_done(tx, id);
             return;
         }
         // Getting back to safety is never blocked, not even by a traffic step that cannot be
         // seen: the switch back says itself whether it worked.
-        say(
-            tx,
-            run,
-            format!("run {id} was rolling back; switching traffic back to {from} now."),
-        );
+        say(tx, run, wording::resumed_switching_back(id, from));
         let r = self.run_mut(id);
         r.switch_back_intents += 1;
         let attempt = r.attempt;
@@ -261,7 +246,7 @@ impl Engine {
     fn redeploy(&mut self, tx: &mut Tx, id: RunId) {
         let run = &self.runs[&id];
         let (env, to, version) = (run.env.clone(), run.to, run.version.clone());
-        let line = format!("deploying {version} to {to} (idle) again after the restart");
+        let line = wording::line::redeploying_after_restart(&version, to);
         self.set_phase(tx, id, Phase::DeployingIdle, line);
         let attempt = self.bump_attempt(id);
         tx.action(Action::DeployIdle {

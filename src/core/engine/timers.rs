@@ -84,10 +84,7 @@ impl Engine {
         let expiry = self.env_rules(&env).checklist_expiry;
         let text = wording::expired(run, &self.display(&env), expiry);
         tx.event(id, None, What::ChecklistExpired);
-        let outcome = format!(
-            "checklist not completed within {}",
-            humantime::format_duration(expiry)
-        );
+        let outcome = wording::outcome::expired(expiry);
         self.end(tx, id, Phase::Expired, outcome);
         tx.say_in_thread(&env, id, text);
         true

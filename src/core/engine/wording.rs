@@ -573,3 +573,182 @@ pub fn cannot_be_asked(env: &EnvName) -> String {
         "its traffic step cannot be asked (no live_query) and nobody has stated the live colour: set live = \"blue\", \"green\" or \"none\" with the switch command of [environments.{env}]"
     )
 }
+
+// ---- status lines (the run's status message, one line per step) ---------------------------
+
+pub mod line {
+    use crate::core::Colour;
+
+    pub fn verifying_kept_colour(idle: Colour, prev: &str) -> String {
+        format!("{idle} still runs {prev}: verifying it before switching back")
+    }
+    pub fn redeploying_kept_colour(idle: Colour, prev: &str) -> String {
+        format!("{idle} no longer runs {prev}: redeploying it")
+    }
+    pub fn verifying(version: &str, to: Colour) -> String {
+        format!("{version} is on {to}: health check and smoke tests")
+    }
+    pub fn verified(to: Colour, summary: &str) -> String {
+        format!("✔ {to} verified: {summary}")
+    }
+    pub fn sampling_baseline(from: Colour) -> String {
+        format!("sampling {from}'s error rate and latency for the baseline")
+    }
+    pub fn note(note: &str) -> String {
+        format!("ℹ️ {note}")
+    }
+    pub fn asking_live() -> String {
+        "asking the traffic step which colour is live".into()
+    }
+    pub fn nothing_deployed(reason: &str) -> String {
+        format!("✖ {reason}; nothing deployed")
+    }
+    pub fn torn_down(why: &str, to: Colour) -> String {
+        format!("✖ {why}; {to} torn down")
+    }
+    pub fn left_running(reason: &str, to: Colour) -> String {
+        format!("✖ {reason}; {to} left running")
+    }
+    pub fn switching_to(to: Colour) -> String {
+        format!("switching traffic to {to}")
+    }
+    pub fn switching_back_to(from: Colour) -> String {
+        format!("switching traffic back to {from}")
+    }
+    pub fn no_previous_colour() -> String {
+        "no previous colour to switch back to (first deploy)".into()
+    }
+    pub fn critical_path_broken(reason: &str) -> String {
+        format!("✖ critical path: {reason}")
+    }
+    pub fn check_breached(n: u32, reason: &str) -> String {
+        format!("✖ check {n}: {reason}")
+    }
+    pub fn check_passed(n: u32, detail: &str) -> String {
+        format!("✔ check {n}: {detail}")
+    }
+    pub fn stable(version: &str, to: Colour, warm: &str) -> String {
+        format!("✅ stable: {version} live on {to}{warm}")
+    }
+    pub fn unverified() -> String {
+        "⚠️ unverified: not enough data to call it healthy".into()
+    }
+    pub fn first_deploy_failed(to: Colour) -> String {
+        format!("⛔ no previous colour: {to} keeps traffic; environment locked")
+    }
+    pub fn rolled_back(now_live: &str) -> String {
+        format!("⏪ rolled back: {now_live}; environment locked; incident channel alerted")
+    }
+    pub fn redeploying_after_restart(version: &str, to: Colour) -> String {
+        format!("deploying {version} to {to} (idle) again after the restart")
+    }
+}
+
+// ---- how a run ended (`Run.outcome`, shown in history) ------------------------------------
+
+pub mod outcome {
+    use crate::core::{Colour, UserId};
+    use std::time::Duration;
+
+    pub fn cancelled(by: &UserId) -> String {
+        format!("cancelled by {by}")
+    }
+    pub fn vetoed(by: &UserId) -> String {
+        format!("vetoed by {by}")
+    }
+    pub fn expired(expiry: Duration) -> String {
+        format!(
+            "checklist not completed within {}",
+            humantime::format_duration(expiry)
+        )
+    }
+    pub fn frozen_at_checklist(freeze: &str) -> String {
+        format!("freeze \"{freeze}\" open when the checklist completed")
+    }
+    pub fn nothing_deployed(reason: &str) -> String {
+        format!("{reason}; nothing deployed")
+    }
+    pub fn never_switched(why: &str) -> String {
+        format!("{why}; live traffic never switched")
+    }
+    pub fn stable(to: Colour, checks: u32) -> String {
+        format!("stable on {to} after {checks} checks")
+    }
+    pub fn inconclusive(inconclusive: u32, checks: u32) -> String {
+        format!("monitoring inconclusive in {inconclusive} of {checks} checks")
+    }
+    pub fn rollback_failed(why: &str) -> String {
+        format!("rollback failed: {why}")
+    }
+    pub fn rolled_back(reason: &str) -> String {
+        format!("rolled back: {reason}")
+    }
+    pub fn nothing_switched(why: &str) -> String {
+        format!("{why}; nothing switched")
+    }
+    pub fn switch_unknown(why: &str) -> String {
+        format!("switch state unknown after a restart: {why}")
+    }
+}
+
+// ---- reasons: of failures, rollbacks, locks and blind environments -------------------------
+
+pub mod reason {
+    use crate::core::{Colour, RunId};
+
+    pub fn deploy_failed(why: &str) -> String {
+        format!("deploy to idle failed: {why}")
+    }
+    pub fn unseen(why: &str) -> String {
+        format!("greenlight cannot see which colour is live: {why}")
+    }
+    pub fn switch_failed(why: &str) -> String {
+        format!("traffic switch failed: {why}")
+    }
+    pub fn switch_failed_unseen(to: Colour, id: RunId, why: &str) -> String {
+        format!("the traffic switch to {to} of run {id} failed: {why}")
+    }
+    pub fn freeze_before_switch(window: &str) -> String {
+        format!("freeze {window} opened before the traffic switch")
+    }
+    pub fn critical_path(why: &str) -> String {
+        format!("core business flow broken: {why}")
+    }
+    pub fn not_live_after_restart(live: &str, to: Colour) -> String {
+        format!("after a restart traffic is on {live} instead of {to}")
+    }
+    pub fn live_moved(live: &str, from: &str) -> String {
+        format!("{live} is live now, not {from}")
+    }
+    /// Why greenlight locked an environment.
+    pub fn lock_rollback_failed(id: RunId, why: &str) -> String {
+        format!("rollback of run {id} failed: {why}")
+    }
+    pub fn lock_rolled_back(bad: &str, id: RunId, reason: &str) -> String {
+        format!("rollback of {bad} (run {id}): {reason}")
+    }
+    pub fn lock_switch_unknown(id: RunId, why: &str) -> String {
+        format!("run {id}'s switch state is unknown after a restart: {why}")
+    }
+}
+
+/// An incident alert: the environment, what happened, the link to the run's page.
+pub fn incident(display: &str, text: &str, link: &str) -> String {
+    format!("🚨 {display}: {text} {link}")
+}
+
+pub fn resumed_stopped(id: RunId, why: &str) -> String {
+    format!("run {id} stopped: {why}; nothing was switched.")
+}
+
+pub fn resumed_rolled_back(id: RunId, why: &str) -> String {
+    format!("run {id}: {why}; concluding the run as rolled back.")
+}
+
+pub fn resumed_switched_back(id: RunId) -> String {
+    format!("run {id}'s switch back had happened; completing the rollback.")
+}
+
+pub fn resumed_switching_back(id: RunId, from: Colour) -> String {
+    format!("run {id} was rolling back; switching traffic back to {from} now.")
+}
