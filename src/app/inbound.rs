@@ -301,14 +301,8 @@ impl App {
                 let key = self.store.key_of(Platform::Slack, &channel, &message_ts)?;
                 let thread_key = key
                     .as_deref()
-                    .and_then(crate::core::message::parse_key)
-                    .map(|k| match k {
-                        crate::core::message::KeyRef::Checklist(id)
-                        | crate::core::message::KeyRef::Item(id, _)
-                        | crate::core::message::KeyRef::Other(id) => {
-                            crate::core::message::checklist_key(id)
-                        }
-                    });
+                    .and_then(crate::core::message::MsgKey::parse)
+                    .map(|k| crate::core::message::MsgKey::Checklist(k.run()).to_string());
                 let origin = Origin::Slack {
                     channel,
                     response_url,

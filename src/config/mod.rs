@@ -12,6 +12,7 @@ mod bot;
 mod context;
 mod environment;
 mod people;
+mod rules;
 #[cfg(test)]
 mod tests;
 
