@@ -1,6 +1,8 @@
-//! Inbound chat handling: the local channel's posts and reactions, Slack's and Discord's
-//! events, and who the person behind a platform user id is. Each handler writes the event's
-//! effects (and, for a remote platform, its id, so a redelivery acts once) in one batch.
+//! Inbound chat handling: one handler for what every adapter sends (`chat::Inbound`: the local
+//! channel's posts and reactions, Slack's and Discord's commands, reactions, clicks and
+//! mentions), and who the person behind a platform user id is. An event's effects (and, for a
+//! remote platform, its id, so a redelivery acts once) are written in one batch before the
+//! adapter hears back.
 
 use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
