@@ -8,7 +8,7 @@ use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
 use crate::chat::{Answer, Button, Handled, Inbound, Inbox, Kind, Visibility};
 use crate::core::command::{self, Command, UsageError};
-use crate::core::message::{self, KeyRef};
+use crate::core::message::MsgKey;
 use crate::core::run::Changes;
 use crate::core::{Platform, UserId};
 use crate::store::LocalMessage;
@@ -244,12 +244,8 @@ impl App {
         let key = self.store.key_of(r.platform, &r.channel, message)?;
         let thread_key = key
             .as_deref()
-            .and_then(message::parse_key)
-            .map(|k| match k {
-                KeyRef::Checklist(id) | KeyRef::Item(id, _) | KeyRef::Other(id) => {
-                    message::checklist_key(id)
-                }
-            });
+            .and_then(MsgKey::parse)
+            .map(|k| MsgKey::Checklist(k.run()).to_string());
         let origin = r.origin(thread_key);
         let ch = match (key, self.person(r.platform, &r.user)) {
             (Some(key), Some(uid)) => self

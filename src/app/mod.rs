@@ -107,7 +107,7 @@ impl App {
         platforms: Platforms,
     ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
         let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
-        let mut engine = Engine::new(cfg.clone(), link_base);
+        let mut engine = Engine::new(Arc::new(cfg.rules()), link_base);
         engine.restore(store.envs()?, store.active_runs()?, store.next_run()?);
         let (tx, rx) = mpsc::channel(1024);
         let http = reqwest::Client::builder()
@@ -153,7 +153,9 @@ impl App {
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
         }
-        app.telemetry.active_runs.set(app.engine.runs.len() as i64);
+        app.telemetry
+            .active_runs
+            .set(app.engine.runs().count() as i64);
         let handle = Handle {
             tx,
             store,
@@ -263,7 +265,7 @@ impl App {
             ws.put_next_run(n);
         }
         let engine = &self.engine;
-        let run_origin = |id: RunId| engine.runs.get(&id).map(|r| r.origin);
+        let run_origin = |id: RunId| engine.run(id).map(|r| r.origin);
         let routed = route::route(&self.cfg, &self.platforms, &ch, origin, &run_origin);
         route::write(&mut ws, &self.cfg, routed, now)?;
         let added = ws.new_messages;
@@ -335,7 +337,7 @@ impl App {
         }
         self.telemetry
             .active_runs
-            .set(self.engine.runs.len() as i64);
+            .set(self.engine.runs().count() as i64);
     }
 }
 

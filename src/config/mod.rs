@@ -11,6 +11,7 @@
 mod bot;
 mod environment;
 mod people;
+mod rules;
 #[cfg(test)]
 mod tests;
 
