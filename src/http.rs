@@ -1,5 +1,6 @@
 //! The bot's HTTP server: the local channel (loopback only), `/healthz`, run pages and the
-//! history API that `greenlight history` asks while the bot holds the store.
+//! history API that `greenlight history` asks while the bot holds the store, and Slack's HTTP
+//! mode endpoints (`chat::slack::http`).
 
 use crate::app::Handle;
 use crate::chat::local;
@@ -15,7 +16,6 @@ use std::net::SocketAddr;
 /// The HTTP routes. `local_channel` is the bound (loopback) address when the local channel is
 /// served: its page and API answer only requests addressed to it (see `local_guard`).
 pub fn router(h: Handle, local_channel: Option<SocketAddr>) -> Router {
-    let slack_http = h.slack_signing_secret.is_some();
     let mut r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -24,6 +24,11 @@ pub fn router(h: Handle, local_channel: Option<SocketAddr>) -> Router {
         .route("/runs/{id}", get(run_page))
         .route("/api/history/{env}", get(history));
     if let Some(addr) = local_channel {
+        let api = local::LocalApi {
+            inbox: h.inbox(),
+            store: h.store.clone(),
+            cfg: h.cfg.clone(),
+        };
         let local = Router::new()
             .route("/", get(local::page))
             .route(
@@ -36,17 +41,18 @@ pub fn router(h: Handle, local_channel: Option<SocketAddr>) -> Router {
             )
             .route("/api/local/users", get(local::get_users))
             .route_layer(axum::middleware::from_fn_with_state(addr, local_guard))
-            .layer(axum::extract::DefaultBodyLimit::max(local::BODY_LIMIT));
+            .layer(axum::extract::DefaultBodyLimit::max(local::BODY_LIMIT))
+            .with_state(api);
         r = r.merge(local);
     }
-    if slack_http {
-        r = r
-            .route("/slack/commands", axum::routing::post(slack_commands))
-            .route("/slack/events", axum::routing::post(slack_events))
-            .route(
-                "/slack/interactions",
-                axum::routing::post(slack_interactions),
-            );
+    if let Some(secret) = &h.slack_signing_secret {
+        r = r.merge(crate::chat::slack::http::routes(
+            crate::chat::slack::http::SlackHttp {
+                signing_secret: secret.clone(),
+                store: h.store.clone(),
+                inbox: h.inbox(),
+            },
+        ));
     }
     r.with_state(h)
 }
@@ -175,114 +181,6 @@ fn clip(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-// ---- Slack HTTP mode ----------------------------------------------------------------------
-
-/// Checks the signature and the 5-minute window, and refuses a replay (the same timestamp and
-/// signature seen before). A Slack retry is signed afresh, so it passes; its event id makes it
-/// act once.
-fn slack_verify(
-    h: &Handle,
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> Result<(), Box<Response>> {
-    let secret = h.slack_signing_secret.as_deref().unwrap_or_default();
-    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (ts, sig) = (get("x-slack-request-timestamp"), get("x-slack-signature"));
-    let unauthorized = |why: String| {
-        tracing::warn!(reason = %why, "slack request refused");
-        Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(serde_json::json!({"error": why})),
-            )
-                .into_response(),
-        )
-    };
-    crate::chat::slack::verify_signature(secret, ts, body, sig, chrono::Utc::now().timestamp())
-        .map_err(unauthorized)?;
-    match h.store.remember_once(
-        "slack-signature",
-        &format!("{ts}:{sig}"),
-        chrono::Utc::now(),
-    ) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(unauthorized(
-            "replayed request (this timestamp and signature were seen before)".into(),
-        )),
-        Err(e) => Err(Box::new(
-            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        )),
-    }
-}
-
-async fn slack_forward(h: &Handle, inbound: crate::chat::slack::SlackInbound) -> Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if h.tx
-        .send(crate::app::AppEvent::Slack {
-            inbound,
-            done: Some(tx),
-        })
-        .await
-        .is_err()
-        || rx.await.is_err()
-    {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    // Acknowledged once written; the answer goes through the response URL.
-    StatusCode::OK.into_response()
-}
-
-async fn slack_commands(
-    State(h): State<Handle>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    slack_form(h, headers, body, crate::chat::slack::parse_command_form).await
-}
-
-/// A signed form-encoded Slack request (a slash command or an interaction), parsed and handed
-/// to the loop.
-async fn slack_form(
-    h: Handle,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-    parse: fn(&[u8]) -> Result<crate::chat::slack::SlackInbound, String>,
-) -> Response {
-    if let Err(r) = slack_verify(&h, &headers, &body) {
-        return *r;
-    }
-    match parse(&body) {
-        Ok(inbound) => slack_forward(&h, inbound).await,
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
-    }
-}
-
-async fn slack_events(
-    State(h): State<Handle>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = slack_verify(&h, &headers, &body) {
-        return *r;
-    }
-    match crate::chat::slack::parse_events_json(&body) {
-        Ok(crate::chat::slack::EventsBody::UrlVerification { challenge }) => {
-            Json(serde_json::json!({ "challenge": challenge })).into_response()
-        }
-        Ok(crate::chat::slack::EventsBody::Inbound(inbound)) => slack_forward(&h, inbound).await,
-        Ok(crate::chat::slack::EventsBody::Ignored) => StatusCode::OK.into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
-    }
-}
-
-async fn slack_interactions(
-    State(h): State<Handle>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    slack_form(h, headers, body, crate::chat::slack::parse_interaction_form).await
 }
 
 /// Ready when the store answers, every configured platform is connected, and no platform's

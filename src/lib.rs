@@ -4,6 +4,7 @@ pub mod chat;
 pub mod config;
 pub mod core;
 pub mod demo_app;
+pub mod demo_traffic;
 pub mod deploy;
 pub mod http;
 pub mod metrics;

@@ -399,7 +399,7 @@ fn slack_setup(cfg: &Config) -> Result<Option<SlackSetup>> {
     match std::env::var("SLACK_BOT_TOKEN") {
         Ok(token) if !token.is_empty() => {
             let sc = cfg.slack.clone().unwrap_or(config::SlackConfig {
-                mode: "socket".into(),
+                mode: config::SlackMode::Socket,
                 api_url: "https://slack.com/api/".into(),
             });
             let settings = greenlight::chat::slack::SlackSettings {
@@ -412,13 +412,15 @@ fn slack_setup(cfg: &Config) -> Result<Option<SlackSetup>> {
             };
             let client = greenlight::chat::slack::SlackClient::new(&settings)
                 .map_err(|e| anyhow::anyhow!("[slack] {e}"))?;
-            let secret = match sc.mode.as_str() {
-                "http" => Some(std::env::var("SLACK_SIGNING_SECRET").map_err(|_| {
-                    anyhow::anyhow!(
-                        "[slack] mode = \"http\" needs SLACK_SIGNING_SECRET in the environment"
-                    )
-                })?),
-                _ => {
+            let secret = match sc.mode {
+                config::SlackMode::Http => {
+                    Some(std::env::var("SLACK_SIGNING_SECRET").map_err(|_| {
+                        anyhow::anyhow!(
+                            "[slack] mode = \"http\" needs SLACK_SIGNING_SECRET in the environment"
+                        )
+                    })?)
+                }
+                config::SlackMode::Socket => {
                     if settings.app_token.is_none() {
                         anyhow::bail!("[slack] Socket Mode needs SLACK_APP_TOKEN (xapp-...) in the environment, or set mode = \"http\"");
                     }
@@ -455,6 +457,7 @@ fn discord_setup(cfg: &Config) -> Result<Option<DiscordSetup>> {
                     .iter()
                     .map(|(k, e)| (k.0.clone(), e.display_name.clone()))
                     .collect(),
+                version_patterns: cfg.version_patterns(),
                 request_timeout: std::time::Duration::from_secs(10),
             };
             let client = greenlight::chat::discord::DiscordClient::new(&settings)
@@ -494,22 +497,8 @@ async fn start_slack(
             );
         }
         None => {
-            let tx = handle.tx.clone();
-            let sink: Arc<dyn Fn(greenlight::chat::slack::SlackInbound) + Send + Sync> =
-                Arc::new(move |inbound| {
-                    // Hand the work to the app and return at once: the envelope is acked after this.
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let _ = tx
-                            .send(greenlight::app::AppEvent::Slack {
-                                inbound,
-                                done: None,
-                            })
-                            .await;
-                    });
-                });
             let socket_mode =
-                greenlight::chat::slack::SocketMode::start(&settings, sink, telemetry)
+                greenlight::chat::slack::SocketMode::start(&settings, handle.inbox(), telemetry)
                     .await
                     .map_err(|e| anyhow::anyhow!("[slack] Socket Mode: {e}"))?;
             tracing::info!("slack: Socket Mode started");
@@ -532,10 +521,7 @@ async fn start_discord(
         notify,
         telemetry.clone(),
     ));
-    let bridge = Arc::new(greenlight::app::DiscordBridge {
-        tx: handle.tx.clone(),
-    });
-    let g = greenlight::chat::discord::Gateway::start(&settings, bridge)
+    let g = greenlight::chat::discord::Gateway::start(&settings, handle.inbox())
         .await
         .map_err(|e| anyhow::anyhow!("[discord] gateway: {e}"))?;
     let g = Arc::new(g);

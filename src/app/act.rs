@@ -3,7 +3,6 @@
 //! so a stale result is ignored); no business logic lives here.
 
 use super::{fault, AppEvent};
-use crate::chat::local as localchat;
 use crate::config::{Config, EnvConfig};
 use crate::core::analysis::Sample;
 use crate::core::run::{Action, Outcome, Phase};
@@ -156,8 +155,10 @@ impl Actor {
         if wanted {
             if !self.traffic.contains_key(&env) {
                 let client = self.http.clone();
-                self.traffic
-                    .insert(env, tokio::spawn(localchat::synthetic_traffic(client, url)));
+                self.traffic.insert(
+                    env,
+                    tokio::spawn(crate::demo_traffic::synthetic_traffic(client, url)),
+                );
             }
         } else if let Some(t) = self.traffic.remove(&env) {
             t.abort();

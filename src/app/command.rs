@@ -3,26 +3,23 @@
 
 use super::inbound::{Dedup, Origin};
 use super::App;
-use crate::core::command::{self, Command};
+use crate::core::command::{Command, UsageError};
 use crate::core::run::{Changes, Reply};
-use crate::core::{EnvName, UserId};
+use crate::core::{EnvName, Platform, UserId};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 impl App {
-    /// Parses and carries out a command from any platform; the answer goes back to `origin`
-    /// and is also returned (a Discord interaction answers with it).
+    /// Carries out a command from any platform (or answers its usage error); the answer goes
+    /// back to `origin` and is also returned (Discord answers with it).
     pub(super) fn handle_command(
         &mut self,
         pre: Option<Dedup>,
         uid: &UserId,
-        text: &str,
+        parsed: Result<Command, UsageError>,
         origin: &Origin,
         now: DateTime<Utc>,
     ) -> Result<Option<Reply>> {
-        let Some(parsed) = command::parse_with(text, &self.version_patterns) else {
-            return Ok(None);
-        };
         let started = std::time::Instant::now();
         let ch = match parsed {
             Err(usage) => Changes {
@@ -33,11 +30,11 @@ impl App {
                 ..Default::default()
             },
             Ok(Command::History { env, limit }) => Changes {
-                reply: Some(self.history_text(&env, limit)?),
+                reply: Some(self.history_text(&env, limit, origin.platform())?),
                 ..Default::default()
             },
             Ok(cmd) => {
-                tracing::info!(user = %uid, command = %text, platform = %origin.platform(), "command");
+                tracing::info!(user = %uid, command = ?cmd, platform = %origin.platform(), "command");
                 self.engine.command_from(uid, cmd, origin.platform(), now)
             }
         };
@@ -55,13 +52,17 @@ impl App {
     }
 
     /// The last runs on an environment, newest first.
-    fn history_text(&self, env: &EnvName, limit: usize) -> Result<Reply> {
+    fn history_text(&self, env: &EnvName, limit: usize, platform: Platform) -> Result<Reply> {
         if !self.cfg.environments.contains_key(env) {
+            let history = Command::History {
+                env: env.clone(),
+                limit,
+            };
             return Ok(Reply {
                 text: format!(
                     "unknown environment \"{env}\" (known: {}). Usage: {}",
                     self.cfg.env_names(),
-                    command::USAGE_HISTORY
+                    history.usage_on(platform)
                 ),
                 private: true,
             });

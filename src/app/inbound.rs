@@ -1,16 +1,19 @@
-//! Inbound chat handling: the local channel's posts and reactions, Slack's and Discord's
-//! events, and who the person behind a platform user id is. Each handler writes the event's
-//! effects (and, for a remote platform, its id, so a redelivery acts once) in one batch.
+//! Inbound chat handling: one handler for what every adapter sends (`chat::Inbound`: the local
+//! channel's posts and reactions, Slack's and Discord's commands, reactions, clicks and
+//! mentions), and who the person behind a platform user id is. An event's effects (and, for a
+//! remote platform, its id, so a redelivery acts once) are written in one batch before the
+//! adapter hears back.
 
-use super::{ApiError, App, AppEvent};
+use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
-use crate::core::command;
+use crate::chat::{Answer, Button, Handled, Inbound, Inbox, Kind, Visibility};
+use crate::core::command::{self, Command, UsageError};
+use crate::core::message::MsgKey;
 use crate::core::run::Changes;
 use crate::core::{Platform, UserId};
 use crate::store::LocalMessage;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
 
 /// Where a command came from, so its answer goes back there.
 pub(super) enum Origin {
@@ -28,7 +31,8 @@ pub(super) enum Origin {
         user: String,
         thread_key: Option<String>,
     },
-    /// A Discord interaction: the answer is returned to the gateway handler, which responds.
+    /// Discord (a slash command or a message that mentions the bot): the answer is returned to
+    /// the gateway handler, which responds.
     Discord,
 }
 
@@ -60,7 +64,216 @@ impl Dedup {
     }
 }
 
+/// Where a remote platform's event came from, and its id to write with its effects.
+struct Remote {
+    platform: Platform,
+    user: String,
+    channel: String,
+    response_url: Option<String>,
+    dedup: Option<Dedup>,
+}
+
+impl Remote {
+    /// Where the answer goes: Slack's response URL (or, without one, `user` alone in the thread
+    /// of `thread_key`); Discord's gateway handler answers with what is returned.
+    fn origin(&self, thread_key: Option<String>) -> Origin {
+        match self.platform {
+            Platform::Slack => Origin::Slack {
+                channel: self.channel.clone(),
+                response_url: self.response_url.clone().unwrap_or_default(),
+                user: self.user.clone(),
+                thread_key,
+            },
+            _ => Origin::Discord,
+        }
+    }
+}
+
+impl Handle {
+    /// The app's door for the chat adapters: each event is answered once it is handled and
+    /// written.
+    pub fn inbox(&self) -> Inbox {
+        let tx = self.tx.clone();
+        Inbox::new(move |inbound, reply| {
+            let tx = tx.clone();
+            async move { tx.send(AppEvent::Chat { inbound, reply }).await.is_ok() }
+        })
+    }
+}
+
 impl App {
+    /// Handles one chat event from any adapter, once: a remote platform's event id is written
+    /// in the same batch as its effects, and a redelivery is recognised by it.
+    pub(super) fn inbound(&mut self, inbound: Inbound, now: DateTime<Utc>) -> Result<Handled> {
+        let Inbound {
+            platform,
+            dedup,
+            user,
+            channel,
+            kind,
+            response_url,
+        } = inbound;
+        if platform == Platform::Local {
+            return self.local(user, channel, kind, now);
+        }
+        let dedup = match dedup {
+            Some(id) if self.store.seen(platform, &id)? => {
+                tracing::info!(%platform, dedup = %id, "redelivery ignored");
+                return Ok(Handled {
+                    answer: Some(Answer::ephemeral("This was already handled.")),
+                    ..Default::default()
+                });
+            }
+            Some(id) => Some(Dedup { platform, id }),
+            None => None,
+        };
+        let remote = Remote {
+            platform,
+            user,
+            channel,
+            response_url,
+            dedup,
+        };
+        match kind {
+            Kind::Message { text, .. } => {
+                match command::parse_with(&text, &self.version_patterns) {
+                    Some(parsed) => self.remote_command(remote, parsed, now),
+                    None => Ok(Handled::default()),
+                }
+            }
+            Kind::Command(cmd) => self.remote_command(remote, Ok(cmd), now),
+            Kind::Reaction {
+                message,
+                emoji,
+                added,
+            } => self.remote_reaction(remote, &message, &emoji, added, now),
+            Kind::Click { message, button } => self.click(remote, &message, button, now),
+        }
+    }
+
+    /// The local channel: a post (kept, then acted on when it is a command) or a reaction.
+    fn local(
+        &mut self,
+        user: String,
+        channel: String,
+        kind: Kind,
+        now: DateTime<Utc>,
+    ) -> Result<Handled> {
+        match kind {
+            Kind::Message { text, thread } => {
+                let id = self.local_post(user, text, channel, thread, now)?;
+                Ok(Handled {
+                    message_id: Some(id),
+                    ..Default::default()
+                })
+            }
+            Kind::Reaction {
+                message,
+                emoji,
+                added,
+            } => {
+                let changed = self.local_reaction(user, message, emoji, added, now)?;
+                Ok(Handled {
+                    changed,
+                    ..Default::default()
+                })
+            }
+            Kind::Command(_) | Kind::Click { .. } => {
+                Err(ApiError::new(400, "the local channel takes posts and reactions only").into())
+            }
+        }
+    }
+
+    /// A command from Slack or Discord; the answer is also returned (Discord responds with it).
+    fn remote_command(
+        &mut self,
+        mut r: Remote,
+        parsed: Result<Command, UsageError>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled> {
+        let origin = r.origin(None);
+        let reply = match self.person(r.platform, &r.user) {
+            Some(uid) => self.handle_command(r.dedup.take(), &uid, parsed, &origin, now)?,
+            None => {
+                let ch = Self::unknown_person(r.platform, &r.user);
+                let reply = ch.reply.clone();
+                self.commit_with(r.dedup.take(), ch, Some(&origin), now)?;
+                reply
+            }
+        };
+        let answer = match reply {
+            Some(reply) => Answer {
+                text: super::route::mentions_for(&self.cfg, r.platform, &reply.text),
+                visibility: Visibility::private(reply.private),
+            },
+            None => Answer::ephemeral("Done."),
+        };
+        Ok(Handled {
+            answer: Some(answer),
+            ..Default::default()
+        })
+    }
+
+    /// A reaction on one of the bot's messages in Slack or Discord.
+    fn remote_reaction(
+        &mut self,
+        mut r: Remote,
+        message: &str,
+        emoji: &str,
+        added: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Handled> {
+        let key = self.store.key_of(r.platform, &r.channel, message)?;
+        let ch = match (key, self.person(r.platform, &r.user)) {
+            (Some(key), Some(uid)) => self.engine.reaction(&uid, &key, emoji, added, now),
+            _ => Changes::default(),
+        };
+        self.commit_with(r.dedup.take(), ch, None, now)?;
+        Ok(Handled::default())
+    }
+
+    /// A click on a checklist item's button; the answer goes to the clicker (in the run's
+    /// thread when Slack sent no response URL).
+    fn click(
+        &mut self,
+        mut r: Remote,
+        message: &str,
+        button: Button,
+        now: DateTime<Utc>,
+    ) -> Result<Handled> {
+        let key = self.store.key_of(r.platform, &r.channel, message)?;
+        let thread_key = key
+            .as_deref()
+            .and_then(MsgKey::parse)
+            .map(|k| MsgKey::Checklist(k.run()).to_string());
+        let origin = r.origin(thread_key);
+        let ch = match (key, self.person(r.platform, &r.user)) {
+            (Some(key), Some(uid)) => self
+                .engine
+                .click(&uid, &key, button == Button::Approve, now),
+            (_, None) => Self::unknown_person(r.platform, &r.user),
+            _ => Changes::default(),
+        };
+        self.commit_with(r.dedup.take(), ch, Some(&origin), now)?;
+        Ok(Handled::default())
+    }
+
+    /// Writes a step's changes with the event's id (when it has one) in one batch.
+    fn commit_with(
+        &mut self,
+        dedup: Option<Dedup>,
+        ch: Changes,
+        origin: Option<&Origin>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let store = self.store.clone();
+        let mut ws = store.begin();
+        if let Some(d) = dedup {
+            d.write(&mut ws, now)?;
+        }
+        self.commit_changes(ws, ch, origin, now)
+    }
+
     fn known_user(&self, user: &str) -> Result<UserId> {
         let id = UserId::new(user);
         if self.cfg.users.contains_key(&id) {
@@ -74,16 +287,15 @@ impl App {
         }
     }
 
-    pub(super) fn local_post(
+    fn local_post(
         &mut self,
         user: String,
         text: String,
-        channel: Option<String>,
+        channel: String,
         thread_id: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<String> {
         let uid = self.known_user(&user)?;
-        let channel = channel.unwrap_or_else(|| "deploys".to_string());
         if !localchat::known_channels(&self.cfg).contains(&channel) {
             return Err(ApiError::new(400, format!("unknown channel \"{channel}\"")).into());
         }
@@ -118,97 +330,22 @@ impl App {
         })?;
         ws.commit()?;
         self.messages += 1;
-        if command::is_command(&text) {
+        if let Some(parsed) = command::parse_with(&text, &self.version_patterns) {
             let origin = Origin::Local {
                 user: uid.clone(),
                 channel,
                 thread_id,
             };
-            self.handle_command(None, &uid, &text, &origin, now)?;
+            self.handle_command(None, &uid, parsed, &origin, now)?;
         }
         Ok(id.to_string())
     }
 
-    /// Handles one Discord event, once. A command's answer is returned for the interaction.
-    pub(super) fn discord_inbound(
-        &mut self,
-        inbound: crate::chat::discord::DiscordInbound,
-        now: DateTime<Utc>,
-    ) -> Result<Option<crate::chat::discord::CommandAnswer>> {
-        use crate::chat::discord::{CommandAnswer, DiscordInbound as In};
-        let dedup = match &inbound {
-            In::Command { dedup, .. } | In::Reaction { dedup, .. } => dedup.clone(),
-        };
-        if self.store.seen(Platform::Discord, &dedup)? {
-            tracing::info!(%dedup, "discord redelivery ignored");
-            return Ok(Some(CommandAnswer {
-                text: "This was already handled.".into(),
-                ephemeral: true,
-            }));
-        }
-        let pre = Dedup {
-            platform: Platform::Discord,
-            id: dedup,
-        };
-        match inbound {
-            In::Command { user, text, .. } => {
-                let Some(uid) = self.person(Platform::Discord, &user) else {
-                    let store = self.store.clone();
-                    let mut ws = store.begin();
-                    pre.write(&mut ws, now)?;
-                    let ch = Self::unknown_person(Platform::Discord, &user);
-                    let r = ch.reply.clone();
-                    self.commit_changes(ws, ch, Some(&Origin::Discord), now)?;
-                    return Ok(r.map(|r| CommandAnswer {
-                        text: r.text,
-                        ephemeral: true,
-                    }));
-                };
-                let reply = self.handle_command(Some(pre), &uid, &text, &Origin::Discord, now)?;
-                Ok(Some(match reply {
-                    Some(r) => CommandAnswer {
-                        text: super::route::mentions_for(&self.cfg, Platform::Discord, &r.text),
-                        ephemeral: r.private,
-                    },
-                    None => CommandAnswer {
-                        text: "Done.".into(),
-                        ephemeral: true,
-                    },
-                }))
-            }
-            In::Reaction {
-                user,
-                channel,
-                message_id,
-                emoji,
-                added,
-                ..
-            } => {
-                let key = self
-                    .store
-                    .key_of(Platform::Discord, &channel, &message_id)?;
-                let ch = match (key, self.person(Platform::Discord, &user)) {
-                    (Some(key), Some(uid)) => self.engine.reaction(&uid, &key, &emoji, added, now),
-                    _ => Changes::default(),
-                };
-                let store = self.store.clone();
-                let mut ws = store.begin();
-                pre.write(&mut ws, now)?;
-                self.commit_changes(ws, ch, None, now)?;
-                Ok(None)
-            }
-        }
-    }
-
     /// The person behind a platform user id, per `[users]`.
     fn person(&self, platform: Platform, id: &str) -> Option<UserId> {
-        self.cfg.users.iter().find_map(|(k, u)| {
-            let pid = match platform {
-                Platform::Slack => u.slack.as_deref(),
-                Platform::Discord => u.discord.as_deref(),
-                _ => None,
-            };
-            (pid == Some(id)).then(|| k.clone())
+        self.cfg.users.keys().find_map(|k| {
+            let pid = super::route::platform_id(&self.cfg, k, platform);
+            (pid.as_deref() == Some(id)).then(|| k.clone())
         })
     }
 
@@ -224,109 +361,7 @@ impl App {
         }
     }
 
-    /// Handles one Slack event, once: its id is written in the same batch as its effects.
-    pub(super) fn slack_inbound(
-        &mut self,
-        inbound: crate::chat::slack::SlackInbound,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        use crate::chat::slack::SlackInbound as In;
-        let dedup = match &inbound {
-            In::Command { dedup, .. } | In::Reaction { dedup, .. } | In::Action { dedup, .. } => {
-                dedup.clone()
-            }
-        };
-        if self.store.seen(Platform::Slack, &dedup)? {
-            tracing::info!(%dedup, "slack redelivery ignored");
-            return Ok(());
-        }
-        let pre = Dedup {
-            platform: Platform::Slack,
-            id: dedup,
-        };
-        let (ch, origin) = match inbound {
-            In::Command {
-                user,
-                channel,
-                command,
-                text,
-                response_url,
-                ..
-            } => {
-                let origin = Origin::Slack {
-                    channel,
-                    response_url,
-                    user: user.clone(),
-                    thread_key: None,
-                };
-                match self.person(Platform::Slack, &user) {
-                    Some(uid) => {
-                        self.handle_command(
-                            Some(pre),
-                            &uid,
-                            &format!("{command} {text}"),
-                            &origin,
-                            now,
-                        )?;
-                        return Ok(());
-                    }
-                    None => (Self::unknown_person(Platform::Slack, &user), Some(origin)),
-                }
-            }
-            In::Reaction {
-                user,
-                channel,
-                ts,
-                reaction,
-                added,
-                ..
-            } => {
-                let key = self.store.key_of(Platform::Slack, &channel, &ts)?;
-                let ch = match (key, self.person(Platform::Slack, &user)) {
-                    (Some(key), Some(uid)) => {
-                        self.engine.reaction(&uid, &key, &reaction, added, now)
-                    }
-                    _ => Changes::default(),
-                };
-                (ch, None)
-            }
-            In::Action {
-                user,
-                channel,
-                message_ts,
-                action_id,
-                response_url,
-                ..
-            } => {
-                let key = self.store.key_of(Platform::Slack, &channel, &message_ts)?;
-                let thread_key = key
-                    .as_deref()
-                    .and_then(crate::core::message::MsgKey::parse)
-                    .map(|k| crate::core::message::MsgKey::Checklist(k.run()).to_string());
-                let origin = Origin::Slack {
-                    channel,
-                    response_url,
-                    user: user.clone(),
-                    thread_key,
-                };
-                let ch = match (key, self.person(Platform::Slack, &user)) {
-                    (Some(key), Some(uid)) => {
-                        self.engine
-                            .click(&uid, &key, action_id == "greenlight_approve", now)
-                    }
-                    (_, None) => Self::unknown_person(Platform::Slack, &user),
-                    _ => Changes::default(),
-                };
-                (ch, Some(origin))
-            }
-        };
-        let store = self.store.clone();
-        let mut ws = store.begin();
-        pre.write(&mut ws, now)?;
-        self.commit_changes(ws, ch, origin.as_ref(), now)
-    }
-
-    pub(super) fn local_reaction(
+    fn local_reaction(
         &mut self,
         user: String,
         message_id: String,
@@ -373,52 +408,5 @@ impl App {
         }
         self.commit_changes(ws, ch, None, now)?;
         Ok(changed)
-    }
-}
-
-/// The app's side of the Discord gateway: commands are handled by the loop and answered,
-/// reactions are handed over at once.
-pub struct DiscordBridge {
-    pub tx: mpsc::Sender<AppEvent>,
-}
-
-impl crate::chat::discord::DiscordSink for DiscordBridge {
-    fn on_command(
-        &self,
-        inbound: crate::chat::discord::DiscordInbound,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = crate::chat::discord::CommandAnswer> + Send>,
-    > {
-        let tx = self.tx.clone();
-        Box::pin(async move {
-            let (a_tx, a_rx) = oneshot::channel();
-            let failed = crate::chat::discord::CommandAnswer {
-                text: "greenlight is shutting down; try again in a moment.".into(),
-                ephemeral: true,
-            };
-            if tx
-                .send(AppEvent::Discord {
-                    inbound,
-                    answer: Some(a_tx),
-                })
-                .await
-                .is_err()
-            {
-                return failed;
-            }
-            a_rx.await.unwrap_or(failed)
-        })
-    }
-
-    fn on_reaction(&self, inbound: crate::chat::discord::DiscordInbound) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let _ = tx
-                .send(AppEvent::Discord {
-                    inbound,
-                    answer: None,
-                })
-                .await;
-        });
     }
 }

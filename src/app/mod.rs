@@ -11,8 +11,6 @@ mod command;
 mod inbound;
 mod route;
 
-pub use inbound::DiscordBridge;
-
 use crate::config::Config;
 use crate::core::run::{Action, Changes, Engine, Outcome, Phase, Timer};
 use crate::core::{EnvName, RunId};
@@ -42,39 +40,15 @@ fn fault(point: &str) {
     }
 }
 
-/// An error answered by the local API: status and one line.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
+pub use crate::chat::ApiError;
 
 /// Everything the loop reacts to.
 pub enum AppEvent {
-    LocalPost {
-        user: String,
-        text: String,
-        channel: Option<String>,
-        thread_id: Option<String>,
-        reply: oneshot::Sender<Result<String, ApiError>>,
-    },
-    LocalReaction {
-        user: String,
-        message_id: String,
-        emoji: String,
-        add: bool,
-        /// Ok(true) when the reaction set changed.
-        reply: oneshot::Sender<Result<bool, ApiError>>,
+    /// Something a person did on a chat platform; the answer goes back through `reply` once
+    /// it is handled and written.
+    Chat {
+        inbound: crate::chat::Inbound,
+        reply: crate::chat::Reply,
     },
     Done {
         run: RunId,
@@ -85,16 +59,6 @@ pub enum AppEvent {
     Observed {
         env: EnvName,
         view: crate::core::run::LiveView,
-    },
-    /// Something from Discord; a command's answer goes back through `answer`.
-    Discord {
-        inbound: crate::chat::discord::DiscordInbound,
-        answer: Option<oneshot::Sender<crate::chat::discord::CommandAnswer>>,
-    },
-    /// Something from Slack; `done` is answered once it is handled and written.
-    Slack {
-        inbound: crate::chat::slack::SlackInbound,
-        done: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -252,37 +216,9 @@ impl App {
     fn handle(&mut self, ev: AppEvent) -> Result<()> {
         let now = Utc::now();
         match ev {
-            AppEvent::LocalPost {
-                user,
-                text,
-                channel,
-                thread_id,
-                reply,
-            } => {
-                let r = self.local_post(user, text, channel, thread_id, now);
+            AppEvent::Chat { inbound, reply } => {
+                let r = self.inbound(inbound, now);
                 answer_api(reply, r)?;
-            }
-            AppEvent::LocalReaction {
-                user,
-                message_id,
-                emoji,
-                add,
-                reply,
-            } => {
-                let r = self.local_reaction(user, message_id, emoji, add, now);
-                answer_api(reply, r)?;
-            }
-            AppEvent::Discord { inbound, answer } => {
-                let a = self.discord_inbound(inbound, now)?;
-                if let (Some(tx), Some(a)) = (answer, a) {
-                    let _ = tx.send(a);
-                }
-            }
-            AppEvent::Slack { inbound, done } => {
-                self.slack_inbound(inbound, now)?;
-                if let Some(d) = done {
-                    let _ = d.send(());
-                }
             }
             AppEvent::Done {
                 run,

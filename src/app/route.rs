@@ -73,45 +73,46 @@ fn route_post<'a>(
     if platforms.local && wants(Platform::Local) {
         out.push(Delivery::Local(p));
     }
-    if platforms.discord.is_some() && wants(Platform::Discord) {
-        if let Some(channel) = discord_channel(cfg, p) {
-            out.push(Delivery::Outbox(OutboxEntry {
-                platform: Platform::Discord,
-                channel,
-                text: mentions_for(cfg, Platform::Discord, &p.text),
-                key: p.key.map(|k| k.to_string()),
-                thread_key: p.thread.map(|k| k.to_string()),
-                edit: p.edit,
-                buttons: false,
-                respond_url: None,
-                ephemeral_to: None,
-            }));
+    for platform in [Platform::Discord, Platform::Slack] {
+        let active = match platform {
+            Platform::Slack => platforms.slack.is_some(),
+            Platform::Discord => platforms.discord.is_some(),
+            Platform::Local => false,
+        };
+        if active && wants(platform) {
+            out.extend(remote_post(cfg, platform, p).map(Delivery::Outbox));
         }
     }
-    // A post meant for one person reaches Slack only as an ephemeral message to them.
-    let slack_to = match &p.to {
-        Some(u) => match cfg.users.get(u).and_then(|x| x.slack.clone()) {
-            Some(id) => Some(id),
-            None => return,
-        },
-        None => None,
+}
+
+/// A core post for a remote platform's outbox: in its room's channel there, mentions in the
+/// platform's ids. In Slack a checklist item carries the Approve / Veto buttons, and a post
+/// meant for one person is an ephemeral message to them (none when they have no Slack id);
+/// Discord, which has no private message in a channel, shows it in the thread.
+fn remote_post(cfg: &Config, platform: Platform, p: &Post) -> Option<OutboxEntry> {
+    let channel = remote_channel(cfg, platform, p)?;
+    let (buttons, ephemeral_to) = match platform {
+        Platform::Slack => {
+            let to = match &p.to {
+                Some(u) => Some(platform_id(cfg, u, platform)?),
+                None => None,
+            };
+            let item = matches!(p.key, Some(MsgKey::Item(..)));
+            (item, to)
+        }
+        _ => (false, None),
     };
-    if platforms.slack.is_some() && wants(Platform::Slack) {
-        if let Some(channel) = slack_channel(cfg, p) {
-            let buttons = matches!(p.key, Some(MsgKey::Item(..)));
-            out.push(Delivery::Outbox(OutboxEntry {
-                platform: Platform::Slack,
-                channel,
-                text: mentions_for(cfg, Platform::Slack, &p.text),
-                key: p.key.map(|k| k.to_string()),
-                thread_key: p.thread.map(|k| k.to_string()),
-                edit: p.edit,
-                buttons,
-                respond_url: None,
-                ephemeral_to: slack_to,
-            }));
-        }
-    }
+    Some(OutboxEntry {
+        platform,
+        channel,
+        text: mentions_for(cfg, platform, &p.text),
+        key: p.key.map(|k| k.to_string()),
+        thread_key: p.thread.map(|k| k.to_string()),
+        edit: p.edit,
+        buttons,
+        respond_url: None,
+        ephemeral_to,
+    })
 }
 
 /// A command's answer goes back where the command came from (a Discord interaction is
@@ -180,29 +181,28 @@ pub(super) fn write(
     Ok(())
 }
 
-/// The Slack channel of a post's room in its environment (incidents and announcements fall
-/// back to the deploys channel).
-pub(super) fn slack_channel(cfg: &Config, p: &Post) -> Option<String> {
+/// The channel of a post's room on a remote platform (incidents and announcements fall back
+/// to the deploys channel).
+pub(super) fn remote_channel(cfg: &Config, platform: Platform, p: &Post) -> Option<String> {
     let ch = &cfg.env(&p.env)?.channels;
+    let (deploys, incidents) = match platform {
+        Platform::Slack => (&ch.slack_channel, &ch.slack_incident_channel),
+        Platform::Discord => (&ch.discord_channel, &ch.discord_incident_channel),
+        Platform::Local => return None,
+    };
     match p.room {
-        Room::Deploys | Room::Announce => ch.slack_channel.clone(),
-        Room::Incidents => ch
-            .slack_incident_channel
-            .clone()
-            .or_else(|| ch.slack_channel.clone()),
+        Room::Deploys | Room::Announce => deploys.clone(),
+        Room::Incidents => incidents.clone().or_else(|| deploys.clone()),
     }
 }
 
-/// The Discord channel of a post's room (incidents and announcements fall back to the deploys
-/// channel).
-pub(super) fn discord_channel(cfg: &Config, p: &Post) -> Option<String> {
-    let ch = &cfg.env(&p.env)?.channels;
-    match p.room {
-        Room::Deploys | Room::Announce => ch.discord_channel.clone(),
-        Room::Incidents => ch
-            .discord_incident_channel
-            .clone()
-            .or_else(|| ch.discord_channel.clone()),
+/// A person's user id on a remote platform, per `[users]`.
+pub(super) fn platform_id(cfg: &Config, user: &UserId, platform: Platform) -> Option<String> {
+    let u = cfg.users.get(user)?;
+    match platform {
+        Platform::Slack => u.slack.clone(),
+        Platform::Discord => u.discord.clone(),
+        Platform::Local => None,
     }
 }
 
@@ -210,15 +210,7 @@ pub(super) fn discord_channel(cfg: &Config, p: &Post) -> Option<String> {
 /// the person has no id there.
 pub(super) fn mentions_for(cfg: &Config, platform: Platform, text: &str) -> String {
     message::render_mentions(text, |name| {
-        let id = cfg
-            .users
-            .get(&UserId::new(name))
-            .and_then(|u| match platform {
-                Platform::Slack => u.slack.clone(),
-                Platform::Discord => u.discord.clone(),
-                _ => None,
-            });
-        match id {
+        match platform_id(cfg, &UserId::new(name), platform) {
             Some(id) => format!("<@{id}>"),
             None => format!("@{name}"),
         }

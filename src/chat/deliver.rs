@@ -4,8 +4,10 @@
 //! error, a timeout or a 5xx, the platform is reported as stalled (`/readyz`, the
 //! `greenlight_outbox_stalled` gauge) until a delivery goes through.
 
-use crate::chat::discord::{DiscordClient, DiscordError};
-use crate::chat::slack::{SlackClient, SlackError};
+use crate::chat::discord::DiscordClient;
+use crate::chat::error::{DeliveryError, ErrorKind};
+use crate::chat::inbound::Visibility;
+use crate::chat::slack::SlackClient;
 use crate::core::Platform;
 use crate::store::{OutboxEntry, Store};
 use crate::telemetry::Telemetry;
@@ -15,34 +17,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Why a delivery did not happen, in the terms the retry loop needs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    RateLimited(Duration),
-    Transient(String),
-    Permanent(String),
-}
-
-impl From<SlackError> for Failure {
-    fn from(e: SlackError) -> Self {
-        match e {
-            SlackError::RateLimited { retry_after } => Failure::RateLimited(retry_after),
-            SlackError::Transient(m) => Failure::Transient(m),
-            SlackError::Permanent(m) => Failure::Permanent(m),
-        }
-    }
-}
-
-impl From<DiscordError> for Failure {
-    fn from(e: DiscordError) -> Self {
-        match e {
-            DiscordError::RateLimited { retry_after } => Failure::RateLimited(retry_after),
-            DiscordError::Transient(m) => Failure::Transient(m),
-            DiscordError::Permanent(m) => Failure::Permanent(m),
-        }
-    }
-}
 
 /// Where a delivered message landed: (channel, message id), for edits, threads and reactions.
 pub type Landed = Option<(String, String)>;
@@ -56,7 +30,7 @@ pub async fn run<F, Fut>(
     deliver: F,
 ) where
     F: Fn(OutboxEntry) -> Fut,
-    Fut: Future<Output = Result<Landed, Failure>>,
+    Fut: Future<Output = Result<Landed, DeliveryError>>,
 {
     let mut backoff = Duration::from_millis(500);
     // Counting the outbox is a scan: at most once a second, not once per message.
@@ -84,7 +58,7 @@ pub async fn run<F, Fut>(
         let key = entry.key.clone();
         let result = deliver(entry.clone()).await;
         match &result {
-            Err(Failure::Transient(e)) => telemetry.delivery_failed(platform, e),
+            Err(e) if e.is_transient() => telemetry.delivery_failed(platform, &e.detail),
             // The API answered (even a 429 or a refusal): the outbox is draining.
             _ => telemetry.delivery_ok(platform),
         }
@@ -99,7 +73,10 @@ pub async fn run<F, Fut>(
                     tracing::error!(%platform, error = %e, "cannot record a delivery");
                 }
             }
-            Err(Failure::RateLimited(retry_after)) => {
+            Err(DeliveryError {
+                kind: ErrorKind::RateLimited { retry_after },
+                ..
+            }) => {
                 tracing::warn!(
                     %platform,
                     retry_after_ms = retry_after.as_millis() as u64,
@@ -107,12 +84,20 @@ pub async fn run<F, Fut>(
                 );
                 tokio::time::sleep(retry_after).await;
             }
-            Err(Failure::Transient(e)) => {
+            Err(DeliveryError {
+                kind: ErrorKind::Transient,
+                detail: e,
+                ..
+            }) => {
                 tracing::warn!(%platform, error = %e, backoff_ms = backoff.as_millis() as u64, "delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(Failure::Permanent(e)) => {
+            Err(DeliveryError {
+                kind: ErrorKind::Permanent,
+                detail: e,
+                ..
+            }) => {
                 tracing::error!(%platform, error = %e, channel = %entry.channel, "the platform refused a message; dropped");
                 let _ = store.delivered(&k, platform, None, &entry.channel, None);
             }
@@ -130,11 +115,7 @@ pub async fn slack(
     let s = store.clone();
     run(Platform::Slack, store, notify, telemetry, move |e| {
         let (store, client) = (s.clone(), client.clone());
-        async move {
-            deliver_slack(&store, &client, &e)
-                .await
-                .map_err(Failure::from)
-        }
+        async move { deliver_slack(&store, &client, &e).await }
     })
     .await
 }
@@ -146,10 +127,10 @@ async fn deliver_slack(
     store: &Store,
     client: &SlackClient,
     e: &OutboxEntry,
-) -> Result<Landed, SlackError> {
+) -> Result<Landed, DeliveryError> {
     if let Some(url) = &e.respond_url {
         client
-            .respond(url, &e.text, e.ephemeral_to.is_some())
+            .respond(url, &e.text, Visibility::private(e.ephemeral_to.is_some()))
             .await?;
         return Ok(None);
     }
@@ -187,11 +168,7 @@ pub async fn discord(
     let s = store.clone();
     run(Platform::Discord, store, notify, telemetry, move |e| {
         let (store, client) = (s.clone(), client.clone());
-        async move {
-            deliver_discord(&store, &client, &e)
-                .await
-                .map_err(Failure::from)
-        }
+        async move { deliver_discord(&store, &client, &e).await }
     })
     .await
 }
@@ -200,7 +177,7 @@ async fn deliver_discord(
     store: &Store,
     client: &DiscordClient,
     e: &OutboxEntry,
-) -> Result<Landed, DiscordError> {
+) -> Result<Landed, DeliveryError> {
     let known = |key: &str| store.platform_ref(Platform::Discord, key).ok().flatten();
     if e.edit {
         if let Some((channel, id)) = e.key.as_deref().and_then(known) {
@@ -211,7 +188,7 @@ async fn deliver_discord(
     let channel = match e.thread_key.as_deref() {
         Some(parent_key) => match store
             .thread_of(Platform::Discord, parent_key)
-            .map_err(|x| DiscordError::Transient(x.to_string()))?
+            .map_err(|x| DeliveryError::transient(Platform::Discord, x.to_string()))?
         {
             Some(thread) => thread,
             None => match known(parent_key) {
@@ -226,7 +203,7 @@ async fn deliver_discord(
                         .await?;
                     store
                         .set_thread(Platform::Discord, parent_key, &thread)
-                        .map_err(|x| DiscordError::Transient(x.to_string()))?;
+                        .map_err(|x| DeliveryError::transient(Platform::Discord, x.to_string()))?;
                     thread
                 }
                 // The parent never made it (dropped): post in the channel.
@@ -271,15 +248,21 @@ mod tests {
         ws.commit().unwrap();
         let telemetry = Telemetry::new();
         let script = [
-            Err(Failure::Transient(
-                "chat.postMessage: HTTP 503 Service Unavailable".into(),
+            Err(DeliveryError::transient(
+                Platform::Slack,
+                "chat.postMessage: HTTP 503 Service Unavailable",
             )),
-            Err(Failure::RateLimited(Duration::from_millis(1))),
-            Err(Failure::Transient(
-                "chat.postMessage: no answer within 10s".into(),
+            Err(DeliveryError::rate_limited(
+                Platform::Slack,
+                Duration::from_millis(1),
             )),
-            Err(Failure::Permanent(
-                "chat.postMessage: channel_not_found".into(),
+            Err(DeliveryError::transient(
+                Platform::Slack,
+                "chat.postMessage: no answer within 10s",
+            )),
+            Err(DeliveryError::permanent(
+                Platform::Slack,
+                "chat.postMessage: channel_not_found",
             )),
             Ok(None),
         ];

@@ -1,10 +1,11 @@
 //! The local channel: a chat served by the bot itself (JSON API under `/api/local/` and the page
 //! at `/`). Converts core posts to stored messages; its messages live in the store.
 
-use crate::app::{ApiError, AppEvent, Handle};
+use super::inbound::{Inbound, Inbox, Kind};
 use crate::config::Config;
 use crate::core::message::{Post, Room};
-use crate::store::{LocalMessage, Reaction, WriteSet};
+use crate::core::Platform;
+use crate::store::{LocalMessage, Reaction, Store, WriteSet};
 use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -15,8 +16,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::time::Duration;
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
 pub const BOT_USER: &str = "greenlight";
 pub const PAGE: &str = include_str!("local_page.html");
@@ -50,18 +50,9 @@ pub fn render_text(text: &str) -> String {
     crate::core::message::render_mentions(text, |name| format!("@{name}"))
 }
 
-/// Normalises an emoji short name: skin-tone variants count as the base; `thumbsup` is `+1`.
-pub fn base_emoji(e: &str) -> String {
-    let base = e.split("::").next().unwrap_or(e);
-    match base {
-        "thumbsup" => "+1".to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Adds or removes `user`'s reaction; true when something changed.
 pub fn toggle_reaction(msg: &mut LocalMessage, user: &str, emoji: &str, add: bool) -> bool {
-    let emoji = base_emoji(emoji);
+    let emoji = crate::core::checklist::base_name(emoji);
     let pos = msg.reactions.iter().position(|r| r.emoji == emoji);
     if add {
         match pos {
@@ -159,67 +150,6 @@ pub fn render_post(
         now,
     )?;
     Ok(())
-}
-
-/// Steady synthetic traffic through a demo router (about 20 requests a second), with the demo
-/// app's login, dashboard and checkout in the mix. Runs until aborted.
-pub async fn synthetic_traffic(client: reqwest::Client, url: String) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let mut token: Option<String> = None;
-    let mut n: u64 = 0;
-    loop {
-        tick.tick().await;
-        n += 1;
-        let c = client.clone();
-        let u = url.clone();
-        match n % 4 {
-            0 => {
-                let r = c
-                    .post(format!("{u}/login"))
-                    .json(&serde_json::json!({"user": "demo", "password": "demo"}))
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await;
-                if let Ok(r) = r {
-                    if let Ok(v) = r.json::<serde_json::Value>().await {
-                        token = v.get("token").and_then(|t| t.as_str()).map(String::from);
-                    }
-                }
-            }
-            1 if token.is_some() => {
-                let t = token.clone().unwrap_or_default();
-                tokio::spawn(async move {
-                    let _ = c
-                        .get(format!("{u}/dashboard"))
-                        .bearer_auth(t)
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .await;
-                });
-            }
-            2 if token.is_some() => {
-                let t = token.clone().unwrap_or_default();
-                tokio::spawn(async move {
-                    let _ = c
-                        .post(format!("{u}/checkout"))
-                        .bearer_auth(t)
-                        .json(&serde_json::json!({"item": "synthetic", "qty": 1}))
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .await;
-                });
-            }
-            _ => {
-                tokio::spawn(async move {
-                    let _ = c
-                        .get(format!("{u}/"))
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .await;
-                });
-            }
-        }
-    }
 }
 
 // ---- HTTP handlers ----------------------------------------------------------------------
@@ -324,6 +254,14 @@ struct ReactionBody {
     emoji: String,
 }
 
+/// What the local channel's API needs: the app's inbox, and the store and config it reads.
+#[derive(Clone)]
+pub struct LocalApi {
+    pub inbox: Inbox,
+    pub store: Store,
+    pub cfg: Arc<Config>,
+}
+
 pub async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
@@ -340,7 +278,7 @@ pub struct MessagesQuery {
 /// Every message (or, with `after`, those created or changed since that cursor) that is public
 /// or meant for `as`, in id order; the cursor for the next read is in `X-Greenlight-Cursor`.
 pub async fn get_messages(
-    State(h): State<Handle>,
+    State(h): State<LocalApi>,
     q: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Response {
     let Query(q) = match q {
@@ -402,12 +340,12 @@ fn clip(s: &str) -> String {
     s.chars().take(MAX_NAME_CHARS).collect()
 }
 
-pub async fn get_users(State(h): State<Handle>) -> Response {
+pub async fn get_users(State(h): State<LocalApi>) -> Response {
     Json(h.cfg.users.keys().map(|u| u.0.clone()).collect::<Vec<_>>()).into_response()
 }
 
 pub async fn post_message(
-    State(h): State<Handle>,
+    State(h): State<LocalApi>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let b: PostBody = match parse_body(body) {
@@ -424,35 +362,42 @@ pub async fn post_message(
     if let Err((status, m)) = check_text(&b.text) {
         return error(status, m);
     }
-    let (tx, rx) = oneshot::channel();
-    let ev = AppEvent::LocalPost {
+    let inbound = Inbound {
+        platform: Platform::Local,
+        dedup: None,
         user: b.user,
-        text: b.text,
-        channel: b.channel,
-        thread_id: b.thread_id,
-        reply: tx,
+        channel: b.channel.unwrap_or_else(|| "deploys".to_string()),
+        kind: Kind::Message {
+            text: b.text,
+            thread: b.thread_id,
+        },
+        response_url: None,
     };
-    match send(&h, ev, rx).await {
-        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response(),
+    match h.inbox.handle(inbound).await {
+        Ok(done) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": done.message_id.unwrap_or_default()})),
+        )
+            .into_response(),
         Err(e) => error(e.status, e.message),
     }
 }
 
 pub async fn add_reaction(
-    State(h): State<Handle>,
+    State(h): State<LocalApi>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     react(h, body, true).await
 }
 
 pub async fn remove_reaction(
-    State(h): State<Handle>,
+    State(h): State<LocalApi>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     react(h, body, false).await
 }
 
-async fn react(h: Handle, body: Result<Bytes, BytesRejection>, add: bool) -> Response {
+async fn react(h: LocalApi, body: Result<Bytes, BytesRejection>, add: bool) -> Response {
     let b: ReactionBody = match parse_body(body) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -464,17 +409,21 @@ async fn react(h: Handle, body: Result<Bytes, BytesRejection>, add: bool) -> Res
     ]) {
         return *r;
     }
-    let (tx, rx) = oneshot::channel();
-    let ev = AppEvent::LocalReaction {
+    let inbound = Inbound {
+        platform: Platform::Local,
+        dedup: None,
         user: b.user,
-        message_id: b.message_id,
-        emoji: b.emoji,
-        add,
-        reply: tx,
+        channel: String::new(),
+        kind: Kind::Reaction {
+            message: b.message_id,
+            emoji: b.emoji,
+            added: add,
+        },
+        response_url: None,
     };
-    match send(&h, ev, rx).await {
-        Ok(changed) if add => {
-            let code = if changed {
+    match h.inbox.handle(inbound).await {
+        Ok(done) if add => {
+            let code = if done.changed {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -483,20 +432,6 @@ async fn react(h: Handle, body: Result<Bytes, BytesRejection>, add: bool) -> Res
         }
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e.status, e.message),
-    }
-}
-
-async fn send<T>(
-    h: &Handle,
-    ev: AppEvent,
-    rx: oneshot::Receiver<Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    if h.tx.send(ev).await.is_err() {
-        return Err(ApiError::new(503, "greenlight is shutting down"));
-    }
-    match rx.await {
-        Ok(r) => r,
-        Err(_) => Err(ApiError::new(503, "greenlight is shutting down")),
     }
 }
 

@@ -26,8 +26,17 @@ pub struct LocalConfig {
 
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
-    pub mode: String,
+    pub mode: SlackMode,
     pub api_url: String,
+}
+
+/// How Slack reaches the bot: Socket Mode (the default: no public URL needed) or signed HTTP
+/// requests to `/slack/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlackMode {
+    #[default]
+    Socket,
+    Http,
 }
 
 #[derive(Debug, Clone)]
@@ -105,15 +114,19 @@ pub(super) fn slack(
         .mode
         .map(|m| (m.span(), m.into_inner()))
         .unwrap_or((0..0, "socket".into()));
-    if mode.1 != "socket" && mode.1 != "http" {
-        return cx.err(
-            mode.0,
-            format!(
-                "[slack] mode must be \"socket\" or \"http\", not \"{}\"",
-                mode.1
-            ),
-        );
-    }
+    let parsed = match mode.1.as_str() {
+        "socket" => SlackMode::Socket,
+        "http" => SlackMode::Http,
+        _ => {
+            return cx.err(
+                mode.0,
+                format!(
+                    "[slack] mode must be \"socket\" or \"http\", not \"{}\"",
+                    mode.1
+                ),
+            )
+        }
+    };
     if (cx.lookup)("SLACK_BOT_TOKEN").is_none() {
         warnings.push(
             "[slack] is configured but SLACK_BOT_TOKEN is not set: Slack stays inactive"
@@ -121,7 +134,7 @@ pub(super) fn slack(
         );
     }
     Ok(Some(SlackConfig {
-        mode: mode.1,
+        mode: parsed,
         api_url: s.api_url.unwrap_or_else(|| "https://slack.com/api/".into()),
     }))
 }

@@ -17,7 +17,7 @@ mod rules;
 mod tests;
 
 pub use crate::metrics::schema::MetricsConfig;
-pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig};
+pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
 pub use context::ConfigError;
 pub use environment::{
     Channels, ChecklistItemConfig, DeployConfig, EnvConfig, HealthConfig, MonitorConfig,

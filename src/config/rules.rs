@@ -1,5 +1,4 @@
-//! The core's rules, built from the file (the engine and the policy read `Rules`, never
-//! `Config`).
+//! The core's rules, built from the file: what the engine and the policy read of it.
 
 use super::{Config, EnvConfig};
 

@@ -116,22 +116,33 @@ impl Command {
         }
         match self {
             Command::Deploy(_) => DISCORD_USAGE_DEPLOY,
-            Command::Status { .. } => "/deploy status [env:<env>]",
-            Command::History { .. } => "/deploy history env:<env> [limit:<n>]",
-            Command::Lock { .. } => "/deploy lock env:<env> reason:<text>",
-            Command::Unlock { .. } => "/deploy unlock env:<env>",
-            Command::Cancel { .. } => "/deploy cancel run:<run-id>",
-            Command::WhyNot { .. } => {
-                "/deploy why-not version:<version> env:<env> [service:<name>]"
-            }
-            Command::Help => "/deploy help",
-            Command::Rollback { .. } => "/rollback env:<env> [reason:<text>]",
+            Command::Status { .. } => DISCORD_USAGE_STATUS,
+            Command::History { .. } => DISCORD_USAGE_HISTORY,
+            Command::Lock { .. } => DISCORD_USAGE_LOCK,
+            Command::Unlock { .. } => DISCORD_USAGE_UNLOCK,
+            Command::Cancel { .. } => DISCORD_USAGE_CANCEL,
+            Command::WhyNot { .. } => DISCORD_USAGE_WHY_NOT,
+            Command::Help => DISCORD_USAGE_HELP,
+            Command::Rollback { .. } => DISCORD_USAGE_ROLLBACK,
         }
     }
 }
 
-/// Discord's form of `/deploy release` (its typed options).
+/// Discord's grammar: slash commands with typed options (it takes no free text after
+/// `/deploy`).
 pub const DISCORD_USAGE_DEPLOY: &str = "/deploy release version:<version> env:<env> [service:<name>] [force:<reason>] [dry_run:<true|false>]";
+pub const DISCORD_USAGE_STATUS: &str = "/deploy status [env:<env>]";
+pub const DISCORD_USAGE_HISTORY: &str = "/deploy history env:<env> [limit:<n>]";
+pub const DISCORD_USAGE_LOCK: &str = "/deploy lock env:<env> reason:<text>";
+pub const DISCORD_USAGE_UNLOCK: &str = "/deploy unlock env:<env>";
+pub const DISCORD_USAGE_CANCEL: &str = "/deploy cancel run:<run-id>";
+pub const DISCORD_USAGE_WHY_NOT: &str =
+    "/deploy why-not version:<version> env:<env> [service:<name>]";
+pub const DISCORD_USAGE_HELP: &str = "/deploy help";
+pub const DISCORD_USAGE_ROLLBACK: &str = "/rollback env:<env> [reason:<text>]";
+/// Discord's commands, for an invocation that names none of them.
+pub const DISCORD_USAGE_ANY: &str =
+    "/deploy release|status|history|lock|unlock|cancel|why-not|help, /rollback";
 
 /// What is wrong with a command, plus the usage of the subcommand it was meant as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +152,7 @@ pub struct UsageError {
 }
 
 impl UsageError {
-    fn new(reason: impl Into<String>, usage: &'static str) -> Self {
+    pub fn new(reason: impl Into<String>, usage: &'static str) -> Self {
         UsageError {
             reason: reason.into(),
             usage,
@@ -184,11 +195,6 @@ pub fn parse_with(text: &str, patterns: &[String]) -> Option<Result<Command, Usa
     })
 }
 
-/// Parses the arguments of `/deploy` (what Slack sends as the command's `text`).
-pub fn parse_deploy(args: &str) -> Result<Command, UsageError> {
-    parse_deploy_with(args, &[])
-}
-
 fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageError> {
     let tokens = tokenize(args).map_err(|e| UsageError::new(e, USAGE_DEPLOY))?;
     let Some(first) = tokens.first() else {
@@ -199,89 +205,11 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
     };
     let rest = &tokens[1..];
     match first.as_str() {
-        "status" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_STATUS)?;
-            no_opts(&opts, USAGE_STATUS)?;
-            match pos.as_slice() {
-                [] => Ok(Command::Status { env: None }),
-                [env] => Ok(Command::Status {
-                    env: Some(env_name(env, USAGE_STATUS)?),
-                }),
-                _ => Err(extra(&pos[1..], USAGE_STATUS)),
-            }
-        }
-        "history" => {
-            let (pos, opts) = split_options(rest, &["--limit"], USAGE_HISTORY)?;
-            let mut limit = HISTORY_DEFAULT_LIMIT;
-            for (name, value) in opts {
-                if name == "--limit" {
-                    let v = value.unwrap_or_default();
-                    limit = match v.parse::<usize>() {
-                        Ok(n) if (1..=HISTORY_MAX_LIMIT).contains(&n) => n,
-                        _ => {
-                            return Err(UsageError::new(
-                                format!(
-                                    "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{}\"",
-                                    printable(&v)
-                                ),
-                                USAGE_HISTORY,
-                            ))
-                        }
-                    };
-                }
-            }
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing environment", USAGE_HISTORY)),
-                [env] => Ok(Command::History {
-                    env: env_name(env, USAGE_HISTORY)?,
-                    limit,
-                }),
-                _ => Err(extra(&pos[1..], USAGE_HISTORY)),
-            }
-        }
-        "lock" => {
-            let Some(env) = rest.first() else {
-                return Err(UsageError::new("missing environment", USAGE_LOCK));
-            };
-            let env = env_name(env, USAGE_LOCK)?;
-            let reason = rest[1..].join(" ");
-            if reason.trim().is_empty() {
-                return Err(UsageError::new(
-                    "a lock needs a reason, so that others know why",
-                    USAGE_LOCK,
-                ));
-            }
-            Ok(Command::Lock { env, reason })
-        }
-        "unlock" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_UNLOCK)?;
-            no_opts(&opts, USAGE_UNLOCK)?;
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing environment", USAGE_UNLOCK)),
-                [env] => Ok(Command::Unlock {
-                    env: env_name(env, USAGE_UNLOCK)?,
-                }),
-                _ => Err(extra(&pos[1..], USAGE_UNLOCK)),
-            }
-        }
-        "cancel" => {
-            let (pos, opts) = split_options(rest, &[], USAGE_CANCEL)?;
-            no_opts(&opts, USAGE_CANCEL)?;
-            match pos.as_slice() {
-                [] => Err(UsageError::new("missing run number", USAGE_CANCEL)),
-                [id] => {
-                    let digits = id.trim_start_matches('#');
-                    match digits.parse::<u64>() {
-                        Ok(n) if n > 0 => Ok(Command::Cancel { run: RunId(n) }),
-                        _ => Err(UsageError::new(
-                            format!("\"{}\" is not a run number", printable(id)),
-                            USAGE_CANCEL,
-                        )),
-                    }
-                }
-                _ => Err(extra(&pos[1..], USAGE_CANCEL)),
-            }
-        }
+        "status" => parse_status(rest),
+        "history" => parse_history(rest),
+        "lock" => parse_lock(rest),
+        "unlock" => parse_unlock(rest),
+        "cancel" => parse_cancel(rest),
         "why-not" | "whynot" => {
             let (pos, opts) = split_options(rest, &["--service"], USAGE_WHY_NOT)?;
             let mut service = None;
@@ -304,41 +232,128 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
                 Err(extra(rest, USAGE_HELP))
             }
         }
-        _ => {
-            let (pos, opts) = split_options(
-                &tokens,
-                &["--service", "--force", "--dry-run"],
-                USAGE_DEPLOY,
-            )?;
-            let mut args = DeployArgs {
-                version: String::new(),
-                env: EnvName::new(""),
-                service: None,
-                force: None,
-                dry_run: false,
-            };
-            for (name, value) in opts {
-                match name.as_str() {
-                    "--service" => args.service = Some(service_name(value, USAGE_DEPLOY)?),
-                    "--force" => {
-                        let reason = value.unwrap_or_default();
-                        if reason.trim().is_empty() {
-                            return Err(UsageError::new(
-                                "--force needs a reason in quotes, e.g. --force \"hotfix for INC-123\"",
-                                USAGE_DEPLOY,
-                            ));
-                        }
-                        args.force = Some(reason);
-                    }
-                    _ => args.dry_run = true,
+        _ => parse_release(&tokens, patterns),
+    }
+}
+
+fn parse_status(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_STATUS)?;
+    no_opts(&opts, USAGE_STATUS)?;
+    match pos.as_slice() {
+        [] => Ok(Command::Status { env: None }),
+        [env] => Ok(Command::Status {
+            env: Some(env_name(env, USAGE_STATUS)?),
+        }),
+        _ => Err(extra(&pos[1..], USAGE_STATUS)),
+    }
+}
+
+fn parse_history(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &["--limit"], USAGE_HISTORY)?;
+    let mut limit = HISTORY_DEFAULT_LIMIT;
+    for (name, value) in opts {
+        if name == "--limit" {
+            let v = value.unwrap_or_default();
+            limit = match v.parse::<usize>() {
+                Ok(n) if (1..=HISTORY_MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(UsageError::new(
+                        format!(
+                            "--limit must be a number from 1 to {HISTORY_MAX_LIMIT}, not \"{}\"",
+                            printable(&v)
+                        ),
+                        USAGE_HISTORY,
+                    ))
                 }
-            }
-            let (version, env) = version_env(&pos, patterns, USAGE_DEPLOY)?;
-            args.version = version;
-            args.env = env;
-            Ok(Command::Deploy(args))
+            };
         }
     }
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing environment", USAGE_HISTORY)),
+        [env] => Ok(Command::History {
+            env: env_name(env, USAGE_HISTORY)?,
+            limit,
+        }),
+        _ => Err(extra(&pos[1..], USAGE_HISTORY)),
+    }
+}
+
+fn parse_lock(rest: &[String]) -> Result<Command, UsageError> {
+    let Some(env) = rest.first() else {
+        return Err(UsageError::new("missing environment", USAGE_LOCK));
+    };
+    let env = env_name(env, USAGE_LOCK)?;
+    let reason = rest[1..].join(" ");
+    if reason.trim().is_empty() {
+        return Err(UsageError::new(
+            "a lock needs a reason, so that others know why",
+            USAGE_LOCK,
+        ));
+    }
+    Ok(Command::Lock { env, reason })
+}
+
+fn parse_unlock(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_UNLOCK)?;
+    no_opts(&opts, USAGE_UNLOCK)?;
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing environment", USAGE_UNLOCK)),
+        [env] => Ok(Command::Unlock {
+            env: env_name(env, USAGE_UNLOCK)?,
+        }),
+        _ => Err(extra(&pos[1..], USAGE_UNLOCK)),
+    }
+}
+
+fn parse_cancel(rest: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(rest, &[], USAGE_CANCEL)?;
+    no_opts(&opts, USAGE_CANCEL)?;
+    match pos.as_slice() {
+        [] => Err(UsageError::new("missing run number", USAGE_CANCEL)),
+        [id] => {
+            let digits = id.trim_start_matches('#');
+            match digits.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Command::Cancel { run: RunId(n) }),
+                _ => Err(UsageError::new(
+                    format!("\"{}\" is not a run number", printable(id)),
+                    USAGE_CANCEL,
+                )),
+            }
+        }
+        _ => Err(extra(&pos[1..], USAGE_CANCEL)),
+    }
+}
+
+/// `/deploy <version> <env> [--service NAME] [--force "<reason>"] [--dry-run]`.
+fn parse_release(tokens: &[String], patterns: &[String]) -> Result<Command, UsageError> {
+    let (pos, opts) = split_options(tokens, &["--service", "--force", "--dry-run"], USAGE_DEPLOY)?;
+    let mut args = DeployArgs {
+        version: String::new(),
+        env: EnvName::new(""),
+        service: None,
+        force: None,
+        dry_run: false,
+    };
+    for (name, value) in opts {
+        match name.as_str() {
+            "--service" => args.service = Some(service_name(value, USAGE_DEPLOY)?),
+            "--force" => {
+                let reason = value.unwrap_or_default();
+                if reason.trim().is_empty() {
+                    return Err(UsageError::new(
+                        "--force needs a reason in quotes, e.g. --force \"hotfix for INC-123\"",
+                        USAGE_DEPLOY,
+                    ));
+                }
+                args.force = Some(reason);
+            }
+            _ => args.dry_run = true,
+        }
+    }
+    let (version, env) = version_env(&pos, patterns, USAGE_DEPLOY)?;
+    args.version = version;
+    args.env = env;
+    Ok(Command::Deploy(args))
 }
 
 /// Parses the arguments of `/rollback`.
@@ -373,18 +388,23 @@ fn no_opts(opts: &[(String, Option<String>)], usage: &'static str) -> Result<(),
     }
 }
 
+/// A version as the grammar takes it: semver or a git sha, or one matching a configured
+/// `version_pattern`.
+pub fn version(v: &str, patterns: &[String], usage: &'static str) -> Result<String, UsageError> {
+    if patterns.iter().any(|p| matches_pattern(p, v)) {
+        return Ok(v.to_string());
+    }
+    check_version(v)
+        .map(|()| v.to_string())
+        .map_err(|e| UsageError::new(e, usage))
+}
+
 fn version_env(
     pos: &[String],
     patterns: &[String],
     usage: &'static str,
 ) -> Result<(String, EnvName), UsageError> {
-    let check = |v: &str| {
-        if patterns.iter().any(|p| matches_pattern(p, v)) {
-            Ok(())
-        } else {
-            check_version(v).map_err(|e| UsageError::new(e, usage))
-        }
-    };
+    let check = |v: &str| version(v, patterns, usage).map(|_| ());
     match pos {
         [] => Err(UsageError::new("missing version and environment", usage)),
         [v] => {
@@ -439,7 +459,7 @@ pub fn matches_pattern(pattern: &str, v: &str) -> bool {
     check_pattern(pattern).is_ok() && go(pattern.as_bytes(), v.as_bytes())
 }
 
-fn service_name(value: Option<String>, usage: &'static str) -> Result<String, UsageError> {
+pub fn service_name(value: Option<String>, usage: &'static str) -> Result<String, UsageError> {
     let v = value.unwrap_or_default();
     if is_name(&v) {
         Ok(v)
@@ -454,7 +474,7 @@ fn service_name(value: Option<String>, usage: &'static str) -> Result<String, Us
     }
 }
 
-fn env_name(s: &str, usage: &'static str) -> Result<EnvName, UsageError> {
+pub fn env_name(s: &str, usage: &'static str) -> Result<EnvName, UsageError> {
     if is_name(s) {
         Ok(EnvName::new(s))
     } else {
@@ -491,7 +511,7 @@ pub fn check_version(v: &str) -> Result<(), String> {
 }
 
 /// User input echoed in an answer: control characters dropped, at most 60 characters.
-fn printable(v: &str) -> String {
+pub fn printable(v: &str) -> String {
     let s: String = v.chars().filter(|c| !c.is_control()).collect();
     super::message::clip(&s, 60)
 }

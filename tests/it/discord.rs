@@ -317,3 +317,62 @@ async fn slack_and_discord_at_once_each_where_it_belongs() {
         "prod has no Discord channel"
     );
 }
+
+/// `@greenlight deploy v1.2.0 staging` in a message works as `/deploy release` does: Discord
+/// delivers the content of a message that mentions the bot without the privileged intent. The
+/// answer is a reply to the message; a usage error shows the chat grammar the person typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_mentions_the_bot_takes_the_chat_grammar() {
+    use crate::fake_discord::BOT_USER_ID;
+    let fake = FakeDiscord::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        discord_config(&fake.api_url()),
+    )
+    .unwrap();
+    let _bot = Bot::start_with(
+        tmp.path(),
+        &[],
+        &[("DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN)],
+    )
+    .await;
+    fake.wait_connected(1, LONG).await;
+    fake.wait_commands(LONG).await;
+    // No privileged intent is asked for.
+    assert_eq!(fake.intents().unwrap() & (1 << 15), 0, "MESSAGE_CONTENT");
+
+    let asked = fake.user_message(
+        ALICE,
+        STAGING,
+        &format!("<@{BOT_USER_ID}> deploy v1.2.0 staging"),
+    );
+    let answer = fake
+        .wait_message("the answer to the mention", LONG, |m| {
+            m.reference.as_deref() == Some(asked.as_str())
+        })
+        .await;
+    assert_eq!(answer.author, BOT_USER_ID);
+    assert!(answer.content.contains("Run 1"), "{}", answer.content);
+    checklist(&fake, 1).await;
+
+    // A mention without a command is not answered; a malformed one gets the usage.
+    fake.user_message(BOB, STAGING, &format!("thanks <@{BOT_USER_ID}>!"));
+    let bad = fake.user_message(BOB, STAGING, &format!("<@{BOT_USER_ID}> rollback"));
+    let answer = fake
+        .wait_message("the usage answer", LONG, |m| {
+            m.reference.as_deref() == Some(bad.as_str())
+        })
+        .await;
+    assert!(
+        answer.content.contains("Usage: /rollback <env>"),
+        "{}",
+        answer.content
+    );
+    let replies = fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.author == BOT_USER_ID && m.reference.is_some())
+        .count();
+    assert_eq!(replies, 2, "{}", fake.dump());
+}

@@ -50,11 +50,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+use crate::fake_common::{self as common, Faults};
 
 /// The only bot token the fake accepts (`Authorization: Bot <token>`, IDENTIFY, RESUME).
 pub const BOT_TOKEN: &str = "fake-discord-token";
@@ -438,7 +440,7 @@ struct Inner {
     channels: Vec<FakeChannel>,
     users: HashMap<String, String>,
     calls: Vec<FakeCall>,
-    faults: HashMap<RouteKind, VecDeque<Fault>>,
+    faults: Faults<RouteKind, Fault>,
     messages: Vec<FakeMessage>,
     interactions: Vec<FakeInteraction>,
     responses: Vec<FakeInteractionResponse>,
@@ -497,10 +499,7 @@ impl Drop for FakeDiscord {
 impl FakeDiscord {
     /// Binds 127.0.0.1:0 and serves REST and the gateway until dropped.
     pub async fn start() -> FakeDiscord {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake Discord: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake Discord: local addr");
+        let (listener, addr) = common::bind("fake Discord").await;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::new(addr.port())),
         });
@@ -576,11 +575,7 @@ impl FakeDiscord {
 
     /// The next call of `route` fails with `fault`. Faults queue up.
     pub fn fail_next(&self, route: RouteKind, fault: Fault) {
-        self.lock()
-            .faults
-            .entry(route)
-            .or_default()
-            .push_back(fault);
+        self.lock().faults.push(route, fault);
     }
 
     // ---- REST queries ----
@@ -887,6 +882,29 @@ impl FakeDiscord {
         inner.dispatch(t, d, true, None);
     }
 
+    /// A person posts `content` in `channel_id`: stored, and MESSAGE_CREATE as Discord sends it
+    /// (its `mentions` are the users named `<@id>` in the content; dropped without
+    /// GUILD_MESSAGES). Returns the message id.
+    pub fn user_message(&self, user_id: &str, channel_id: &str, content: &str) -> String {
+        let mut inner = self.lock();
+        let mut m = inner.new_message(channel_id, &json!({ "content": content }), 0);
+        m.author = user_id.to_string();
+        let id = m.id.clone();
+        inner.messages.push(m);
+        let mut d = inner.message_json(&inner.messages[inner.messages.len() - 1]);
+        let mentioned: Vec<Value> = content
+            .split("<@")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('>'))
+            .map(|(id, _)| inner.user_json(id.trim_start_matches('!')))
+            .collect();
+        d["mentions"] = json!(mentioned);
+        d["guild_id"] = json!(GUILD_ID);
+        d["member"] = inner.partial_member_json(user_id);
+        inner.dispatch("MESSAGE_CREATE", d, true, None);
+        id
+    }
+
     /// Pushes any dispatch as is (recorded like the others; not "pushed" for `duplicate_last`).
     pub fn dispatch_raw(&self, t: &str, d: Value) {
         self.lock().dispatch(t, d, false, None);
@@ -1003,19 +1021,7 @@ impl FakeDiscord {
         timeout: Duration,
         mut f: impl FnMut(&FakeDiscord) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "fake Discord: timed out after {timeout:?} waiting for {what}\n{}",
-                    self.dump()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_for("fake Discord", what, timeout, || f(self), || self.dump()).await
     }
 
     pub async fn wait_until(
@@ -1114,7 +1120,7 @@ impl FakeDiscord {
                 d.seq,
                 d.t,
                 if d.duplicate { " (duplicate)" } else { "" },
-                truncate(&d.d.to_string(), 160)
+                common::truncate(&d.d.to_string(), 160)
             );
         }
         out += "rest calls:\n";
@@ -1128,7 +1134,7 @@ impl FakeDiscord {
                     .as_ref()
                     .map(|f| format!(" [fault {f:?}]"))
                     .unwrap_or_default(),
-                truncate(&c.body.to_string(), 240)
+                common::truncate(&c.body.to_string(), 240)
             );
         }
         out += "messages:\n";
@@ -1141,7 +1147,7 @@ impl FakeDiscord {
                 m.ephemeral,
                 m.interaction_id,
                 m.thread,
-                truncate(&m.rendered(), 240)
+                common::truncate(&m.rendered(), 240)
             );
         }
         out += "interactions:\n";
@@ -1158,7 +1164,7 @@ impl FakeDiscord {
                 r.kind,
                 r.status,
                 r.ephemeral,
-                truncate(&r.content, 200)
+                common::truncate(&r.content, 200)
             );
         }
         out
@@ -1206,7 +1212,7 @@ impl Inner {
                 .collect(),
             users: HashMap::new(),
             calls: Vec::new(),
-            faults: HashMap::new(),
+            faults: Faults::default(),
             messages: Vec::new(),
             interactions: Vec::new(),
             responses: Vec::new(),
@@ -1236,7 +1242,7 @@ impl Inner {
 
     /// Real snowflakes: milliseconds since the Discord epoch << 22, strictly increasing.
     fn snowflake(&mut self) -> String {
-        let ms = unix_ms().saturating_sub(DISCORD_EPOCH_MS);
+        let ms = common::unix_ms().saturating_sub(DISCORD_EPOCH_MS);
         let id = ((ms << 22) | (1 << 17)).max(self.last_snowflake + 1);
         self.last_snowflake = id;
         id.to_string()
@@ -2822,26 +2828,11 @@ fn collect_labels(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// ISO 8601 as Discord writes it: `2024-05-01T12:00:00.123000+00:00`.
 fn now_timestamp() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
         .to_string()
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(n).collect::<String>())
-    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -2940,7 +2931,7 @@ fn with_ratelimit_headers(
     remaining: u32,
     reset_after: f64,
 ) -> Response {
-    let reset = unix_ms() as f64 / 1000.0 + reset_after;
+    let reset = common::unix_ms() as f64 / 1000.0 + reset_after;
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -2958,16 +2949,6 @@ fn with_ratelimit_headers(
     resp
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 async fn rest_handler(
     State(s): State<Arc<Shared>>,
     method: Method,
@@ -2976,7 +2957,7 @@ async fn rest_handler(
     raw: Bytes,
 ) -> Response {
     let Some(rest) = uri.path().strip_prefix("/api/v10/") else {
-        return json_response(404, &json!({"message": "404: Not Found", "code": 0}));
+        return common::json_response(404, &json!({"message": "404: Not Found", "code": 0}));
     };
     let segs: Vec<String> = rest
         .split('/')
@@ -2992,7 +2973,7 @@ async fn rest_handler(
         .map(str::to_string);
     let (fault, idx) = {
         let mut inner = s.lock();
-        let fault = inner.faults.get_mut(&route).and_then(VecDeque::pop_front);
+        let fault = inner.faults.next(&route);
         inner.calls.push(FakeCall {
             route,
             method: method.to_string(),
@@ -3009,18 +2990,13 @@ async fn rest_handler(
     match fault {
         Some(Fault::RateLimited { retry_after_secs }) => {
             set_status(429);
-            let mut resp = json_response(
-                429,
+            let mut resp = common::rate_limited(
+                retry_after_secs,
                 &json!({
                     "message": "You are being rate limited.",
                     "retry_after": retry_after_secs,
                     "global": false,
                 }),
-            );
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&(retry_after_secs.ceil() as u64).to_string())
-                    .unwrap_or(HeaderValue::from_static("1")),
             );
             resp.headers_mut()
                 .insert("x-ratelimit-scope", HeaderValue::from_static("user"));
@@ -3028,7 +3004,7 @@ async fn rest_handler(
         }
         Some(Fault::ServerError) => {
             set_status(500);
-            return json_response(
+            return common::json_response(
                 500,
                 &json!({"message": "500: Internal Server Error", "code": 0}),
             );
@@ -3040,14 +3016,14 @@ async fn rest_handler(
             message,
         }) => {
             set_status(status);
-            return json_response(status, &json!({"message": message, "code": code}));
+            return common::json_response(status, &json!({"message": message, "code": code}));
         }
         None => {}
     }
     let reply = s.lock().rest(route, &segs, authorization.as_deref(), &body);
     set_status(reply.status);
     let resp = match &reply.body {
-        Some(b) => json_response(reply.status, b),
+        Some(b) => common::json_response(reply.status, b),
         None => StatusCode::from_u16(reply.status)
             .unwrap_or(StatusCode::NO_CONTENT)
             .into_response(),

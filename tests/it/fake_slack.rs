@@ -27,11 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+use crate::fake_common::{self as common, Faults};
 
 /// The only bot token the fake accepts for bot methods.
 pub const BOT_TOKEN: &str = "xoxb-test";
@@ -195,7 +197,7 @@ struct Inner {
     users: HashMap<String, String>,
     echo_own_reactions: bool,
     calls: Vec<ApiCall>,
-    faults: HashMap<String, VecDeque<Fault>>,
+    faults: Faults<String, Fault>,
     messages: Vec<FakeMessage>,
     ephemerals: Vec<FakeEphemeral>,
     responses: Vec<FakeResponse>,
@@ -247,10 +249,7 @@ impl Drop for FakeSlack {
 impl FakeSlack {
     /// Binds 127.0.0.1:0 and serves until dropped.
     pub async fn start() -> FakeSlack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake Slack: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake Slack: local addr");
+        let (listener, addr) = common::bind("fake Slack").await;
         let shared = Arc::new(Shared {
             port: addr.port(),
             inner: Mutex::new(Inner::new()),
@@ -345,11 +344,7 @@ impl FakeSlack {
 
     /// The next call of `method` (e.g. "chat.postMessage") fails with `fault`. Faults queue up.
     pub fn fail_next(&self, method: &str, fault: Fault) {
-        self.lock()
-            .faults
-            .entry(method.to_string())
-            .or_default()
-            .push_back(fault);
+        self.lock().faults.push(method.to_string(), fault);
     }
 
     // ---- Web API queries ----
@@ -669,19 +664,7 @@ impl FakeSlack {
         timeout: Duration,
         mut f: impl FnMut(&FakeSlack) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "fake Slack: timed out after {timeout:?} waiting for {what}\n{}",
-                    self.dump()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_for("fake Slack", what, timeout, || f(self), || self.dump()).await
     }
 
     /// [`wait_for`](Self::wait_for) with a boolean predicate.
@@ -745,7 +728,7 @@ impl FakeSlack {
                     .as_ref()
                     .map(|f| format!(" [fault {f:?}]"))
                     .unwrap_or_default(),
-                truncate(&c.body.to_string(), 300)
+                common::truncate(&c.body.to_string(), 300)
             );
         }
         out += "messages:\n";
@@ -757,7 +740,7 @@ impl FakeSlack {
                 m.thread_ts,
                 m.edits,
                 m.reactions,
-                truncate(&m.rendered(), 300)
+                common::truncate(&m.rendered(), 300)
             );
         }
         out += "envelopes:\n";
@@ -775,7 +758,7 @@ impl FakeSlack {
             out += &format!(
                 "  /response/{} {}\n",
                 r.url_id,
-                truncate(&r.body.to_string(), 300)
+                common::truncate(&r.body.to_string(), 300)
             );
         }
         out
@@ -792,7 +775,7 @@ impl Inner {
             users: HashMap::new(),
             echo_own_reactions: true,
             calls: Vec::new(),
-            faults: HashMap::new(),
+            faults: Faults::default(),
             messages: Vec::new(),
             ephemerals: Vec::new(),
             responses: Vec::new(),
@@ -962,7 +945,7 @@ impl Inner {
             "event": event,
             "type": "event_callback",
             "event_id": format!("Ev{seq:08}FAKE"),
-            "event_time": unix_now(),
+            "event_time": common::unix_secs(),
             "authorizations": [{
                 "enterprise_id": null,
                 "team_id": TEAM_ID,
@@ -1333,22 +1316,7 @@ fn trigger_id(seq: u64) -> String {
 }
 
 fn event_ts(seq: u64) -> String {
-    format!("{}.{:06}", unix_now(), seq % 1_000_000)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(n).collect::<String>())
-    }
+    format!("{}.{:06}", common::unix_secs(), seq % 1_000_000)
 }
 
 /// JSON bodies as is; form bodies and query strings as string fields, with the
@@ -1420,10 +1388,7 @@ async fn api_handler(
     let token = bearer(&headers).or_else(|| body["token"].as_str().map(str::to_string));
     let fault = {
         let mut inner = s.lock();
-        let fault = inner
-            .faults
-            .get_mut(&api_method)
-            .and_then(VecDeque::pop_front);
+        let fault = inner.faults.next(&api_method);
         inner.calls.push(ApiCall {
             method: api_method.clone(),
             http_method: method.to_string(),
@@ -1436,12 +1401,8 @@ async fn api_handler(
     };
     match fault {
         Some(Fault::RateLimited { retry_after_secs }) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry_after_secs.to_string())],
-                Json(json!({"ok": false, "error": "ratelimited"})),
-            )
-                .into_response();
+            let body = json!({"ok": false, "error": "ratelimited"});
+            return common::rate_limited(retry_after_secs as f64, &body);
         }
         Some(Fault::ServerError) => {
             return (

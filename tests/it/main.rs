@@ -6,6 +6,7 @@ mod command_driver;
 mod crash;
 mod deploy_files;
 mod discord;
+mod fake_common;
 mod fake_discord;
 mod fake_slack;
 mod freeze;

@@ -645,3 +645,21 @@ async fn a_refused_click_without_response_url_is_answered_ephemerally() {
         "neither click counted: {items_now:?}"
     );
 }
+
+/// Socket Mode acknowledges an envelope only once the command's effects are written: right
+/// after the ack, the run it created is in the store (a crash before the ack loses nothing,
+/// because Slack redelivers an unacknowledged envelope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_acks_a_command_once_its_run_is_written() {
+    let fake = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let bot = start_bot(&fake, tmp.path()).await;
+    fake.wait_connected(1, SHORT).await;
+    for (run, env) in [(1, "staging"), (2, "prod")] {
+        let envelope = fake.slash_command("U01ALICE", STAGING, "/deploy", &format!("v1.2.0 {env}"));
+        fake.wait_acked(&envelope, SHORT).await;
+        let (code, body) = bot.get_json(&format!("/api/runs/{run}")).await;
+        assert_eq!(code, 200, "run {run} not written when acked: {body}");
+        assert_eq!(body["run"]["env"], env, "{body}");
+    }
+}
