@@ -9,8 +9,8 @@
 //! the disk busy.
 
 use greenlight::core::checklist::Checklist;
-use greenlight::core::run::{EnvState, MonitorProgress, Phase, Run, RunKind};
-use greenlight::core::{Colour, EnvName, RunId, UserId};
+use greenlight::core::run::{EnvState, Phase, Run, RunKind};
+use greenlight::core::{EnvName, Platform, RunId, UserId};
 use greenlight::store::Store;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -297,37 +297,20 @@ async fn ack_row(rows: &mut Vec<(String, String, String)>, rate: u64, mut busy: 
 
 fn run(id: u64, env: &str, phase: Phase, now: chrono::DateTime<chrono::Utc>) -> Run {
     Run {
-        id: RunId(id),
-        kind: RunKind::Deploy,
-        env: EnvName::new(env),
-        service: None,
-        version: format!("v1.0.{id}"),
-        requester: UserId::new("alice"),
-        force: None,
-        reason: None,
-        created: now,
-        updated: now,
         ended: phase.is_terminal().then_some(now),
         phase,
         checklist: Checklist::new([("CI passed".to_string(), "reviewers".to_string(), 1)]),
         checklist_expires: now + chrono::Duration::hours(4),
-        from: None,
-        from_version: None,
-        to: Colour::Blue,
-        attempt: 0,
-        baseline: None,
-        baseline_p99: None,
-        switch_intents: 0,
-        switched: false,
-        switch_back_intents: 0,
-        success_posted: false,
-        monitor: MonitorProgress::default(),
-        status: vec![],
         outcome: phase.is_terminal().then(|| "succeeded".to_string()),
-        forced: vec![],
-        origin: greenlight::core::Platform::Local,
-        announced: false,
-        told: vec![],
+        ..Run::new(
+            RunId(id),
+            RunKind::Deploy,
+            EnvName::new(env),
+            format!("v1.0.{id}"),
+            UserId::new("alice"),
+            Platform::Local,
+            now,
+        )
     }
 }
 

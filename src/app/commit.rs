@@ -115,7 +115,7 @@ impl App {
             ws.put_next_run(n);
         }
         let engine = &self.engine;
-        let run_origin = |id: RunId| engine.runs.get(&id).map(|r| r.origin);
+        let run_origin = |id: RunId| engine.run(id).map(|r| r.origin);
         let routed = route::route(&self.cfg, &self.platforms, &ch, origin, &run_origin);
         route::write(ws, &self.cfg, routed, now)?;
         let actions = ch

@@ -1,12 +1,14 @@
-//! Inbound chat handling: the local channel's posts and reactions, Slack's and Discord's
-//! events, and who the person behind a platform user id is. Each handler writes the event's
-//! effects (and, for a remote platform, its id, so a redelivery acts once) in one batch.
+//! Inbound chat handling: one handler for what every adapter sends (`chat::Inbound`: the local
+//! channel's posts and reactions, Slack's and Discord's commands, reactions, clicks and
+//! mentions), and who the person behind a platform user id is. An event's effects (and, for a
+//! remote platform, its id, so a redelivery acts once) are written in one batch before the
+//! adapter hears back.
 
 use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
 use crate::chat::{Answer, Button, Handled, Inbound, Inbox, Kind, Visibility};
 use crate::core::command::{self, Command, UsageError};
-use crate::core::message::{self, KeyRef};
+use crate::core::message::MsgKey;
 use crate::core::run::Changes;
 use crate::core::{Platform, UserId};
 use crate::store::{LocalMessage, WriteSet};
@@ -247,12 +249,8 @@ impl App {
         let key = self.store.key_of(r.platform, &r.channel, message)?;
         let thread_key = key
             .as_deref()
-            .and_then(message::parse_key)
-            .map(|k| match k {
-                KeyRef::Checklist(id) | KeyRef::Item(id, _) | KeyRef::Other(id) => {
-                    message::checklist_key(id)
-                }
-            });
+            .and_then(MsgKey::parse)
+            .map(|k| MsgKey::Checklist(k.run()).to_string());
         let origin = r.origin(thread_key);
         let ch = match (key, self.person(r.platform, &r.user)) {
             (Some(key), Some(uid)) => self

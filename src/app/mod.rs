@@ -115,7 +115,7 @@ impl App {
         platforms: Platforms,
     ) -> Result<(App, Handle, mpsc::Receiver<AppEvent>)> {
         let store = Store::open(&cfg.bot.data_dir, cfg.bot.cache_bytes)?;
-        let mut engine = Engine::new(cfg.clone(), link_base);
+        let mut engine = Engine::new(Arc::new(cfg.rules()), link_base);
         engine.restore(store.envs()?, store.active_runs()?, store.next_run()?);
         let (tx, rx) = mpsc::channel(1024);
         let http = reqwest::Client::builder()
@@ -166,7 +166,9 @@ impl App {
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);
         }
-        app.telemetry.active_runs.set(app.engine.runs.len() as i64);
+        app.telemetry
+            .active_runs
+            .set(app.engine.runs().count() as i64);
         let handle = Handle {
             tx,
             store,
@@ -269,6 +271,6 @@ impl App {
         }
         self.telemetry
             .active_runs
-            .set(self.engine.runs.len() as i64);
+            .set(self.engine.runs().count() as i64);
     }
 }

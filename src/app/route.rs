@@ -6,7 +6,7 @@ use super::inbound::Origin;
 use super::Platforms;
 use crate::chat::local as localchat;
 use crate::config::Config;
-use crate::core::message::{self, KeyRef, Post, Room};
+use crate::core::message::{self, MsgKey, Post, Room};
 use crate::core::run::Changes;
 use crate::core::{Platform, RunId, UserId};
 use crate::store::{OutboxEntry, WriteSet};
@@ -67,12 +67,8 @@ fn route_post<'a>(
 ) {
     let thread_of = p
         .thread
-        .as_deref()
-        .or(p.key.as_deref().filter(|k| k.ends_with("/checklist")))
-        .and_then(message::parse_key)
-        .map(|k| match k {
-            KeyRef::Checklist(id) | KeyRef::Item(id, _) | KeyRef::Other(id) => id,
-        });
+        .or(p.key.filter(|k| matches!(k, MsgKey::Checklist(_))))
+        .map(|k| k.run());
     let wants = |platform: Platform| thread_of.is_none_or(|id| origin_of(id) == platform);
     if platforms.local && wants(Platform::Local) {
         out.push(Delivery::Local(p));
@@ -101,10 +97,7 @@ fn remote_post(cfg: &Config, platform: Platform, p: &Post) -> Option<OutboxEntry
                 Some(u) => Some(platform_id(cfg, u, platform)?),
                 None => None,
             };
-            let item = matches!(
-                p.key.as_deref().and_then(message::parse_key),
-                Some(KeyRef::Item(..))
-            );
+            let item = matches!(p.key, Some(MsgKey::Item(..)));
             (item, to)
         }
         _ => (false, None),
@@ -113,8 +106,8 @@ fn remote_post(cfg: &Config, platform: Platform, p: &Post) -> Option<OutboxEntry
         platform,
         channel,
         text: mentions_for(cfg, platform, &p.text),
-        key: p.key.clone(),
-        thread_key: p.thread.clone(),
+        key: p.key.map(|k| k.to_string()),
+        thread_key: p.thread.map(|k| k.to_string()),
         edit: p.edit,
         buttons,
         respond_url: None,

@@ -1,7 +1,7 @@
 //! Routing without the binary: a step's posts and answer -> what each platform gets.
 
 use super::*;
-use crate::core::message::{checklist_key, item_key};
+use crate::core::message::MsgKey;
 use crate::core::run::Reply;
 use crate::core::EnvName;
 use std::sync::Arc;
@@ -96,9 +96,9 @@ fn a_lifecycle_post_goes_to_every_active_platform_with_its_mentions() {
 fn a_runs_thread_stays_on_the_platform_its_command_came_from() {
     let cfg = cfg();
     let run = RunId(7);
-    let mut item = Post::top(&prod(), Room::Deploys, "CI passed").keyed(item_key(run, 0));
-    item.thread = Some(checklist_key(run));
-    let parent = Post::top(&prod(), Room::Deploys, "checklist").keyed(checklist_key(run));
+    let mut item = Post::top(&prod(), Room::Deploys, "CI passed").keyed(MsgKey::Item(run, 0));
+    item.thread = Some(MsgKey::Checklist(run));
+    let parent = Post::top(&prod(), Room::Deploys, "checklist").keyed(MsgKey::Checklist(run));
     let ch = with_posts(vec![parent, item]);
     let from_slack = |_| Some(Platform::Slack);
     let d = route(&cfg, &all_platforms(), &ch, None, &from_slack);

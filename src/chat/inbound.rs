@@ -145,20 +145,19 @@ impl ApiError {
 /// Where the app's answer to one event goes.
 pub type Reply = oneshot::Sender<Result<Handled, ApiError>>;
 
-type Send = dyn Fn(Inbound, Reply) -> Pin<Box<dyn Future<Output = bool> + std::marker::Send>>
-    + std::marker::Send
-    + Sync;
+/// Queues an event with its reply channel; false when the app is gone.
+type Queue = dyn Fn(Inbound, Reply) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync;
 
 /// The app's door for chat events, as the adapters see it (they never see the app).
 #[derive(Clone)]
-pub struct Inbox(Arc<Send>);
+pub struct Inbox(Arc<Queue>);
 
 impl Inbox {
     /// `send` queues an event with its reply channel; false when the app is gone.
     pub fn new<F, Fut>(send: F) -> Inbox
     where
-        F: Fn(Inbound, Reply) -> Fut + std::marker::Send + Sync + 'static,
-        Fut: Future<Output = bool> + std::marker::Send + 'static,
+        F: Fn(Inbound, Reply) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
     {
         Inbox(Arc::new(move |inbound, reply| {
             Box::pin(send(inbound, reply))

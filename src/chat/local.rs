@@ -126,7 +126,7 @@ pub fn render_post(
     };
     if p.edit {
         if let Some(key) = &p.key {
-            if let Some(id) = ws.id_for_key(key)? {
+            if let Some(id) = ws.id_for_key(&key.to_string())? {
                 if let Some(mut m) = ws.message(id)? {
                     m.text = render_text(&p.text);
                     ws.update_message(id, m);
@@ -136,11 +136,19 @@ pub fn render_post(
         }
     }
     let thread = match &p.thread {
-        Some(k) => ws.id_for_key(k)?.map(|id| id.to_string()),
+        Some(k) => ws.id_for_key(&k.to_string())?.map(|id| id.to_string()),
         None => None,
     };
     let visible_to = p.to.as_ref().map(|u| u.0.clone());
-    add_bot_message(ws, channel, thread, &p.text, visible_to, p.key.clone(), now)?;
+    add_bot_message(
+        ws,
+        channel,
+        thread,
+        &p.text,
+        visible_to,
+        p.key.map(|k| k.to_string()),
+        now,
+    )?;
     Ok(())
 }
 

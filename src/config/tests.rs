@@ -74,3 +74,46 @@ fn inactive_platforms_warn() {
     let c = parse(text, &no_env).unwrap();
     assert!(c.warnings[0].contains("SLACK_BOT_TOKEN"));
 }
+
+// ---- the core's rules, built from the file -----------------------------------------------
+
+/// The core's tests use rules written in Rust; they must be what the file says.
+#[test]
+fn the_demo_rules_of_the_core_tests_are_the_default_config() {
+    let c = parse(DEFAULT, &no_env).unwrap();
+    assert_eq!(
+        format!("{:?}", c.rules()),
+        format!("{:?}", crate::core::rules::build::demo())
+    );
+}
+
+#[test]
+fn rules_of_a_command_environment_take_the_defaults_and_the_stated_live_colour() {
+    let cfg = |live: &str| {
+        format!(
+            r#"
+[users.alice]
+groups = ["deployers"]
+[environments.qa]
+[environments.qa.deploy]
+driver = "command"
+deploy_idle = ["deploy", "{{version}}", "{{colour}}"]
+switch = ["switch", "{{colour}}"]
+{live}
+blue_url = "http://127.0.0.1:9001"
+green_url = "http://127.0.0.1:9002"
+"#
+        )
+    };
+    let qa = EnvName::new("qa");
+    let rules = parse(&cfg(""), &no_env).unwrap().rules();
+    assert_eq!(rules.envs[&qa], crate::core::rules::build::env("qa"));
+    let rules = parse(&cfg(r#"live = "green""#), &no_env).unwrap().rules();
+    assert_eq!(
+        rules.envs[&qa].stated_live,
+        Some(Some(crate::core::Colour::Green))
+    );
+    // A bad statement is a config error.
+    let err = parse(&cfg(r#"live = "purple""#), &no_env).unwrap_err();
+    assert!(format!("{err}").contains("is not a colour"), "{err}");
+}

@@ -90,86 +90,98 @@ pub fn evaluate(
     smoke: Option<&Result<(), String>>,
     th: &Thresholds,
 ) -> Verdict {
-    let mut breaches = Vec::new();
-    let mut inconclusive = None;
-    let mut detail = Vec::new();
+    let mut f = Findings::default();
     match sample {
-        Sample::Unavailable(why) => inconclusive = Some(format!("no metrics data: {why}")),
+        Sample::Unavailable(why) => f.inconclusive = Some(format!("no metrics data: {why}")),
         Sample::Data(m) if m.requests < th.min_requests as f64 => {
-            inconclusive = Some(format!(
+            f.inconclusive = Some(format!(
                 "only {} requests in the window (minimum {})",
                 m.requests.round(),
                 th.min_requests
             ))
         }
         Sample::Data(m) => {
-            match m.error_rate {
-                Some(e) if e.is_finite() => {
-                    if e > th.error_rate {
-                        breaches.push(format!(
-                            "error rate {} is above the {} threshold ({} requests)",
-                            pct(e),
-                            pct(th.error_rate),
-                            m.requests.round()
-                        ));
-                    } else {
-                        detail.push(format!(
-                            "error rate {} (threshold {})",
-                            pct(e),
-                            pct(th.error_rate)
-                        ));
-                    }
-                }
-                _ => inconclusive = Some("error rate is NaN or missing".into()),
-            }
-            if let Some(base) = baseline_p99 {
-                match m.p99_seconds {
-                    Some(p) if p.is_finite() => {
-                        let limit = (base * th.latency_factor).max(th.latency_floor);
-                        if p > limit {
-                            breaches.push(format!(
-                                "p99 latency {} is more than {:.0}% above the baseline {} (limit {})",
-                                ms(p),
-                                (th.latency_factor - 1.0) * 100.0,
-                                ms(base),
-                                ms(limit)
-                            ));
-                        } else {
-                            detail.push(format!(
-                                "p99 {} (baseline {}, limit {})",
-                                ms(p),
-                                ms(base),
-                                ms(limit)
-                            ));
-                        }
-                    }
-                    _ => {
-                        if inconclusive.is_none() {
-                            inconclusive = Some("p99 latency is NaN or missing".into())
-                        }
-                    }
-                }
-            } else if let Some(p) = m.p99_seconds {
-                detail.push(format!("p99 {} (no baseline)", ms(p)));
-            }
+            f.error_rate(m, th);
+            f.latency(m, baseline_p99, th);
         }
     }
     if let Some(Err(why)) = smoke {
-        breaches.push(format!("core business flow broken: {why}"));
+        f.breaches.push(format!("core business flow broken: {why}"));
     }
-    if !breaches.is_empty() {
+    if !f.breaches.is_empty() {
         return Verdict::Breach {
-            reason: breaches.join("; "),
+            reason: f.breaches.join("; "),
         };
     }
-    if let Some(reason) = inconclusive {
+    if let Some(reason) = f.inconclusive {
         return Verdict::Inconclusive { reason };
     }
     if let Some(Ok(())) = smoke {
-        detail.push("critical path ok".into());
+        f.detail.push("critical path ok".into());
     }
     Verdict::Pass {
-        detail: detail.join(", "),
+        detail: f.detail.join(", "),
+    }
+}
+
+/// What one check found, before the verdict: a breach wins over missing data, which wins over
+/// a pass.
+#[derive(Default)]
+struct Findings {
+    breaches: Vec<String>,
+    inconclusive: Option<String>,
+    detail: Vec<String>,
+}
+
+impl Findings {
+    fn error_rate(&mut self, m: &Measurement, th: &Thresholds) {
+        match m.error_rate {
+            Some(e) if e.is_finite() && e > th.error_rate => self.breaches.push(format!(
+                "error rate {} is above the {} threshold ({} requests)",
+                pct(e),
+                pct(th.error_rate),
+                m.requests.round()
+            )),
+            Some(e) if e.is_finite() => self.detail.push(format!(
+                "error rate {} (threshold {})",
+                pct(e),
+                pct(th.error_rate)
+            )),
+            _ => self.inconclusive = Some("error rate is NaN or missing".into()),
+        }
+    }
+
+    /// The latency trigger needs a baseline; without one the p99 is only reported.
+    fn latency(&mut self, m: &Measurement, baseline_p99: Option<f64>, th: &Thresholds) {
+        let Some(base) = baseline_p99 else {
+            if let Some(p) = m.p99_seconds {
+                self.detail.push(format!("p99 {} (no baseline)", ms(p)));
+            }
+            return;
+        };
+        let Some(p) = m.p99_seconds.filter(|p| p.is_finite()) else {
+            if self.inconclusive.is_none() {
+                self.inconclusive = Some("p99 latency is NaN or missing".into())
+            }
+            return;
+        };
+        let limit = (base * th.latency_factor).max(th.latency_floor);
+        if p > limit {
+            self.breaches.push(format!(
+                "p99 latency {} is more than {:.0}% above the baseline {} (limit {})",
+                ms(p),
+                (th.latency_factor - 1.0) * 100.0,
+                ms(base),
+                ms(limit)
+            ));
+        } else {
+            self.detail.push(format!(
+                "p99 {} (baseline {}, limit {})",
+                ms(p),
+                ms(base),
+                ms(limit)
+            ));
+        }
     }
 }
 

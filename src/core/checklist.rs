@@ -171,102 +171,124 @@ impl Checklist {
         }
         match (emoji, target) {
             (Emoji::Veto, _) if !added => Outcome::Ignored,
-            (Emoji::Veto, target) => {
-                if user == requester {
-                    return Outcome::NotCounted(format!(
-                        "{}'s ❌ does not count: the requester cannot veto their own run (use /deploy cancel)",
-                        user
-                    ));
-                }
-                let eligible = match target {
-                    Target::Parent => self.groups().iter().any(|g| in_group(user, g)),
-                    Target::Item(i) => self
-                        .items
-                        .get(i)
-                        .is_some_and(|it| in_group(user, &it.group)),
-                };
-                if !eligible {
-                    let groups = match target {
-                        Target::Parent => self.groups().join(", "),
-                        Target::Item(i) => self
-                            .items
-                            .get(i)
-                            .map(|it| it.group.clone())
-                            .unwrap_or_default(),
-                    };
-                    return Outcome::NotCounted(format!(
-                        "{user}'s ❌ does not count: only members of {groups} may veto here"
-                    ));
-                }
-                self.veto = Some(Veto {
-                    by: user.clone(),
-                    item: match target {
-                        Target::Parent => None,
-                        Target::Item(i) => Some(i),
-                    },
-                });
-                Outcome::Vetoed
+            (Emoji::Veto, target) => self.veto_by(requester, user, in_group, target),
+            (Emoji::Approve, Target::Parent) if added => Outcome::NotCounted(format!(
+                "{user}'s approval on the checklist message does not count: approve each item's reply in the thread"
+            )),
+            (Emoji::Approve, Target::Parent) => Outcome::Ignored,
+            (Emoji::Approve, Target::Item(i)) if added => {
+                self.approve(requester, user, in_group, i, name)
             }
-            (Emoji::Approve, Target::Parent) => {
-                if added {
-                    Outcome::NotCounted(format!(
-                        "{user}'s approval on the checklist message does not count: approve each item's reply in the thread"
-                    ))
-                } else {
-                    Outcome::Ignored
-                }
-            }
-            (Emoji::Approve, Target::Item(i)) => {
-                let Some(item) = self.items.get_mut(i) else {
-                    return Outcome::Ignored;
-                };
-                if !added {
-                    let had = item.marks.len();
-                    item.marks.retain(|(u, e)| !(u == user && *e == name));
-                    if item.marks.iter().any(|(u, _)| u == user) {
-                        // Another approving emoji of theirs is still on the item.
-                        return Outcome::Noted;
-                    }
-                    return match item.approvers.iter().position(|u| u == user) {
-                        Some(p) => {
-                            item.approvers.remove(p);
-                            Outcome::Withdrawn { item: i }
-                        }
-                        None if item.marks.len() != had => Outcome::Noted,
-                        None => Outcome::Ignored,
-                    };
-                }
-                if user == requester {
-                    return Outcome::NotCounted(format!(
-                        "{user}'s approval of \"{}\" does not count: the requester cannot approve their own run",
-                        item.text
-                    ));
-                }
-                if !in_group(user, &item.group) {
-                    return Outcome::NotCounted(format!(
-                        "{user}'s approval of \"{}\" does not count: it needs a member of {}",
-                        item.text, item.group
-                    ));
-                }
-                let mark = (user.clone(), name);
-                let new_mark = !item.marks.contains(&mark);
-                if new_mark {
-                    item.marks.push(mark);
-                }
-                if item.approvers.contains(user) {
-                    return if new_mark {
-                        Outcome::Noted
-                    } else {
-                        Outcome::Ignored
-                    };
-                }
-                item.approvers.push(user.clone());
-                Outcome::Approved {
-                    item: i,
-                    complete: self.complete(),
-                }
-            }
+            (Emoji::Approve, Target::Item(i)) => self.withdraw(user, i, &name),
             (Emoji::Other, _) => Outcome::Ignored,
+        }
+    }
+
+    fn veto_by(
+        &mut self,
+        requester: &UserId,
+        user: &UserId,
+        in_group: &dyn Fn(&UserId, &str) -> bool,
+        target: Target,
+    ) -> Outcome {
+        if user == requester {
+            return Outcome::NotCounted(format!(
+                "{}'s ❌ does not count: the requester cannot veto their own run (use /deploy cancel)",
+                user
+            ));
+        }
+        let eligible = match target {
+            Target::Parent => self.groups().iter().any(|g| in_group(user, g)),
+            Target::Item(i) => self
+                .items
+                .get(i)
+                .is_some_and(|it| in_group(user, &it.group)),
+        };
+        if !eligible {
+            let groups = match target {
+                Target::Parent => self.groups().join(", "),
+                Target::Item(i) => self
+                    .items
+                    .get(i)
+                    .map(|it| it.group.clone())
+                    .unwrap_or_default(),
+            };
+            return Outcome::NotCounted(format!(
+                "{user}'s ❌ does not count: only members of {groups} may veto here"
+            ));
+        }
+        self.veto = Some(Veto {
+            by: user.clone(),
+            item: match target {
+                Target::Parent => None,
+                Target::Item(i) => Some(i),
+            },
+        });
+        Outcome::Vetoed
+    }
+
+    /// An approving emoji removed from item `i`: the approval stands while another approving
+    /// emoji of the same person remains.
+    fn withdraw(&mut self, user: &UserId, i: usize, name: &str) -> Outcome {
+        let Some(item) = self.items.get_mut(i) else {
+            return Outcome::Ignored;
+        };
+        let had = item.marks.len();
+        item.marks.retain(|(u, e)| !(u == user && e == name));
+        if item.marks.iter().any(|(u, _)| u == user) {
+            // Another approving emoji of theirs is still on the item.
+            return Outcome::Noted;
+        }
+        match item.approvers.iter().position(|u| u == user) {
+            Some(p) => {
+                item.approvers.remove(p);
+                Outcome::Withdrawn { item: i }
+            }
+            None if item.marks.len() != had => Outcome::Noted,
+            None => Outcome::Ignored,
+        }
+    }
+
+    /// An approving emoji added to item `i`.
+    fn approve(
+        &mut self,
+        requester: &UserId,
+        user: &UserId,
+        in_group: &dyn Fn(&UserId, &str) -> bool,
+        i: usize,
+        name: String,
+    ) -> Outcome {
+        let Some(item) = self.items.get_mut(i) else {
+            return Outcome::Ignored;
+        };
+        if user == requester {
+            return Outcome::NotCounted(format!(
+                "{user}'s approval of \"{}\" does not count: the requester cannot approve their own run",
+                item.text
+            ));
+        }
+        if !in_group(user, &item.group) {
+            return Outcome::NotCounted(format!(
+                "{user}'s approval of \"{}\" does not count: it needs a member of {}",
+                item.text, item.group
+            ));
+        }
+        let mark = (user.clone(), name);
+        let new_mark = !item.marks.contains(&mark);
+        if new_mark {
+            item.marks.push(mark);
+        }
+        if item.approvers.contains(user) {
+            return if new_mark {
+                Outcome::Noted
+            } else {
+                Outcome::Ignored
+            };
+        }
+        item.approvers.push(user.clone());
+        Outcome::Approved {
+            item: i,
+            complete: self.complete(),
         }
     }
 

@@ -19,9 +19,9 @@ pub struct Post {
     pub env: EnvName,
     pub room: Room,
     /// Stable key of this message (for threading under it and for edits).
-    pub key: Option<String>,
+    pub key: Option<MsgKey>,
     /// Key of the thread parent, for a thread reply.
-    pub thread: Option<String>,
+    pub thread: Option<MsgKey>,
     pub text: String,
     /// Replace the message with the same key, or post it if it does not exist yet.
     pub edit: bool,
@@ -43,12 +43,13 @@ impl Post {
             to: None,
         }
     }
-    pub fn keyed(mut self, key: impl Into<String>) -> Post {
-        self.key = Some(key.into());
+    pub fn keyed(mut self, key: MsgKey) -> Post {
+        self.key = Some(key);
         self
     }
-    pub fn in_thread(mut self, parent: impl Into<String>) -> Post {
-        self.thread = Some(parent.into());
+    /// A reply in run `run`'s checklist thread.
+    pub fn in_thread(mut self, run: RunId) -> Post {
+        self.thread = Some(MsgKey::Checklist(run));
         self
     }
     pub fn editing(mut self) -> Post {
@@ -92,36 +93,58 @@ pub fn render_mentions(text: &str, render: impl Fn(&str) -> String) -> String {
     out
 }
 
-/// Message keys of a run: the checklist parent is the thread everything else hangs under.
-pub fn checklist_key(run: RunId) -> String {
-    format!("run-{run}/checklist")
-}
-pub fn item_key(run: RunId, i: usize) -> String {
-    format!("run-{run}/item-{i}")
-}
-pub fn status_key(run: RunId) -> String {
-    format!("run-{run}/status")
-}
-
-/// What a message key points at, for reactions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRef {
+/// The stable key of a message the core posts: the checklist parent is the thread everything
+/// else of a run hangs under. Stored and sent as text (`run-7/checklist`, `run-7/item-0`,
+/// `run-7/status`), exactly as when keys were strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MsgKey {
     Checklist(RunId),
     Item(RunId, usize),
-    Other(RunId),
+    Status(RunId),
 }
 
-pub fn parse_key(key: &str) -> Option<KeyRef> {
-    let rest = key.strip_prefix("run-")?;
-    let (id, what) = rest.split_once('/')?;
-    let id = RunId(id.parse().ok()?);
-    Some(if what == "checklist" {
-        KeyRef::Checklist(id)
-    } else if let Some(i) = what.strip_prefix("item-") {
-        KeyRef::Item(id, i.parse().ok()?)
-    } else {
-        KeyRef::Other(id)
-    })
+impl MsgKey {
+    /// The run the message belongs to.
+    pub fn run(self) -> RunId {
+        match self {
+            MsgKey::Checklist(id) | MsgKey::Item(id, _) | MsgKey::Status(id) => id,
+        }
+    }
+
+    /// The key of a message the core posted; `None` for any other text (a chat message).
+    pub fn parse(key: &str) -> Option<MsgKey> {
+        let rest = key.strip_prefix("run-")?;
+        let (id, what) = rest.split_once('/')?;
+        let id = RunId(id.parse().ok()?);
+        match what {
+            "checklist" => Some(MsgKey::Checklist(id)),
+            "status" => Some(MsgKey::Status(id)),
+            _ => Some(MsgKey::Item(id, what.strip_prefix("item-")?.parse().ok()?)),
+        }
+    }
+}
+
+impl std::fmt::Display for MsgKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MsgKey::Checklist(id) => write!(f, "run-{id}/checklist"),
+            MsgKey::Item(id, i) => write!(f, "run-{id}/item-{i}"),
+            MsgKey::Status(id) => write!(f, "run-{id}/status"),
+        }
+    }
+}
+
+impl Serialize for MsgKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MsgKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MsgKey, D::Error> {
+        let s = String::deserialize(d)?;
+        MsgKey::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not a message key: {s}")))
+    }
 }
 
 // ---- lifecycle texts (the seed's, word for word) ----
@@ -178,19 +201,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip() {
-        assert_eq!(
-            parse_key(&checklist_key(RunId(7))),
-            Some(KeyRef::Checklist(RunId(7)))
-        );
-        assert_eq!(
-            parse_key(&item_key(RunId(7), 3)),
-            Some(KeyRef::Item(RunId(7), 3))
-        );
-        assert_eq!(
-            parse_key(&status_key(RunId(7))),
-            Some(KeyRef::Other(RunId(7)))
-        );
-        assert_eq!(parse_key("hello"), None);
+    fn keys_are_the_texts_they_always_were() {
+        let id = RunId(7);
+        let rows = [
+            (MsgKey::Checklist(id), "run-7/checklist"),
+            (MsgKey::Item(id, 3), "run-7/item-3"),
+            (MsgKey::Status(id), "run-7/status"),
+        ];
+        for (key, text) in rows {
+            assert_eq!(key.to_string(), text);
+            assert_eq!(MsgKey::parse(text), Some(key));
+            assert_eq!(serde_json::to_string(&key).unwrap(), format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<MsgKey>(&format!("\"{text}\"")).unwrap(),
+                key
+            );
+            assert_eq!(key.run(), id);
+        }
+        for other in [
+            "hello",
+            "run-x/checklist",
+            "run-7/other",
+            "run-7/item-x",
+            "run-7",
+        ] {
+            assert_eq!(MsgKey::parse(other), None, "{other}");
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! one active run, freeze windows with break-glass). A policy outcome is a value, not an error.
 
 use super::freeze::{self, Window};
-use super::run::{EnvState, Lock};
+use super::rules::{EnvRules, Rules};
+use super::state::{EnvState, Lock, Phase};
 use super::{EnvName, RunId, UserId};
-use crate::config::{Config, EnvConfig};
 use chrono::{DateTime, Utc};
+use std::fmt;
 
 pub const BREAK_GLASS: &str = "break-glass";
 
@@ -32,33 +33,95 @@ impl Action {
     }
 }
 
+/// A person may not do this here: who, what, where, and the group it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub user: UserId,
+    pub action: Action,
+    pub env: String,
+    pub group: String,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} may not {} {}: that needs the {} group",
+            self.user,
+            self.action.verb(),
+            self.env,
+            self.group
+        )
+    }
+}
+
 /// The permission table of the design: deployers deploy, lock, unlock, cancel and roll back;
 /// only break-glass forces past a freeze. Read-only commands need no check.
-pub fn may(cfg: &Config, env: &EnvConfig, user: &UserId, action: Action) -> Result<(), String> {
+pub fn may(rules: &Rules, env: &EnvRules, user: &UserId, action: Action) -> Result<(), Denied> {
     let group = match action {
         Action::Force => BREAK_GLASS,
         _ => env.deployers.as_str(),
     };
-    if cfg.in_group(user, group) {
+    if rules.in_group(user, group) {
         Ok(())
     } else {
-        Err(format!(
-            "{user} may not {} {}: that needs the {group} group",
-            action.verb(),
-            env.display_name
-        ))
+        Err(Denied {
+            user: user.clone(),
+            action,
+            env: env.display_name.clone(),
+            group: group.to_string(),
+        })
+    }
+}
+
+/// A `--service` that does not fit the environment's services.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceProblem {
+    /// The environment has no services, yet one was named.
+    NoneConfigured { env: String, given: String },
+    /// The environment runs several: one must be named.
+    Required { env: String, services: Vec<String> },
+    Unknown {
+        env: String,
+        given: String,
+        services: Vec<String>,
+    },
+}
+
+impl fmt::Display for ServiceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceProblem::NoneConfigured { env, given } => write!(
+                f,
+                "{env} has no services configured, so --service {given} is not valid"
+            ),
+            ServiceProblem::Required { env, services } => write!(
+                f,
+                "{env} runs several services: --service is required (one of {})",
+                services.join(", ")
+            ),
+            ServiceProblem::Unknown {
+                env,
+                given,
+                services,
+            } => write!(
+                f,
+                "unknown service \"{given}\" on {env} (one of {})",
+                services.join(", ")
+            ),
+        }
     }
 }
 
 /// One reason a deploy cannot start now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Blocker {
-    NotAllowed(String),
-    Service(String),
+    NotAllowed(Denied),
+    Service(ServiceProblem),
     Locked(Lock),
     ActiveRun {
         run: RunId,
-        phase: String,
+        phase: Phase,
     },
     Freeze {
         window: Window,
@@ -69,10 +132,11 @@ pub enum Blocker {
 }
 
 impl Blocker {
-    pub fn describe(&self, cfg: &Config, env: &EnvConfig) -> String {
-        let tz = cfg.bot.timezone;
+    pub fn describe(&self, rules: &Rules, env: &EnvRules) -> String {
+        let tz = rules.timezone;
         match self {
-            Blocker::NotAllowed(m) | Blocker::Service(m) => m.clone(),
+            Blocker::NotAllowed(d) => d.to_string(),
+            Blocker::Service(p) => p.to_string(),
             Blocker::Locked(l) => format!(
                 "{} is locked by {} since {}: {} (/deploy unlock {} to lift it)",
                 env.display_name,
@@ -86,8 +150,9 @@ impl Blocker {
                 env.display_name
             ),
             Blocker::ActiveRun { run, phase } => format!(
-                "run {run} is already active on {} ({phase}); one run at a time per environment",
-                env.display_name
+                "run {run} is already active on {} ({}); one run at a time per environment",
+                env.display_name,
+                phase.label()
             ),
             Blocker::Freeze {
                 window,
@@ -127,15 +192,15 @@ pub struct Request<'a> {
 
 /// Every gate that stops this deploy now (all of them, for `why-not`).
 pub fn check_deploy(
-    cfg: &Config,
-    env: &EnvConfig,
+    rules: &Rules,
+    env: &EnvRules,
     state: &EnvState,
-    active_phase: Option<&str>,
+    active_phase: Option<Phase>,
     req: &Request,
     now: DateTime<Utc>,
 ) -> Verdict {
     let mut blockers = Vec::new();
-    if let Err(m) = may(cfg, env, req.user, Action::Deploy) {
+    if let Err(m) = may(rules, env, req.user, Action::Deploy) {
         blockers.push(Blocker::NotAllowed(m));
     }
     if let Err(m) = check_service(env, req.service) {
@@ -148,12 +213,9 @@ pub fn check_deploy(
         blockers.push(Blocker::LiveUnseen(why.clone()));
     }
     if let (Some(run), Some(phase)) = (state.active_run, active_phase) {
-        blockers.push(Blocker::ActiveRun {
-            run,
-            phase: phase.to_string(),
-        });
+        blockers.push(Blocker::ActiveRun { run, phase });
     }
-    let (open, forced_past) = check_freeze(cfg, &env.name, req.user, req.force, now);
+    let (open, forced_past) = check_freeze(rules, &env.name, req.user, req.force, now);
     blockers.extend(open);
     if blockers.is_empty() {
         Verdict::Allowed { forced_past }
@@ -165,7 +227,7 @@ pub fn check_deploy(
 /// Freeze windows open now: those that block, and those passed by break-glass force.
 /// Used at the request and again at the later gates (checklist complete, before the switch).
 pub fn check_freeze(
-    cfg: &Config,
+    rules: &Rules,
     env: &EnvName,
     user: &UserId,
     force: Option<&str>,
@@ -173,9 +235,9 @@ pub fn check_freeze(
 ) -> (Vec<Blocker>, Vec<Window>) {
     let mut blockers = Vec::new();
     let mut passed = Vec::new();
-    for window in freeze::open_windows(&cfg.freezes, &env.0, cfg.bot.timezone, now) {
+    for window in freeze::open_windows(&rules.freezes, &env.0, rules.timezone, now) {
         match force {
-            Some(_) if cfg.in_group(user, BREAK_GLASS) => passed.push(window),
+            Some(_) if rules.in_group(user, BREAK_GLASS) => passed.push(window),
             Some(_) => blockers.push(Blocker::Freeze {
                 window,
                 force_refused: Some(format!(
@@ -191,25 +253,24 @@ pub fn check_freeze(
     (blockers, passed)
 }
 
-pub fn check_service(env: &EnvConfig, service: Option<&str>) -> Result<(), String> {
+pub fn check_service(env: &EnvRules, service: Option<&str>) -> Result<(), ServiceProblem> {
+    let name = || env.display_name.clone();
     match (env.services.len(), service) {
-        (0, None) => Ok(()),
-        (0, Some(s)) => Err(format!(
-            "{} has no services configured, so --service {s} is not valid",
-            env.display_name
-        )),
-        (1, None) => Ok(()),
-        (_, None) => Err(format!(
-            "{} runs several services: --service is required (one of {})",
-            env.display_name,
-            env.services.join(", ")
-        )),
+        (0, None) | (1, None) => Ok(()),
+        (0, Some(s)) => Err(ServiceProblem::NoneConfigured {
+            env: name(),
+            given: s.into(),
+        }),
+        (_, None) => Err(ServiceProblem::Required {
+            env: name(),
+            services: env.services.clone(),
+        }),
         (_, Some(s)) if env.services.iter().any(|x| x == s) => Ok(()),
-        (_, Some(s)) => Err(format!(
-            "unknown service \"{s}\" on {} (one of {})",
-            env.display_name,
-            env.services.join(", ")
-        )),
+        (_, Some(s)) => Err(ServiceProblem::Unknown {
+            env: name(),
+            given: s.into(),
+            services: env.services.clone(),
+        }),
     }
 }
 
@@ -218,8 +279,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn cfg() -> Config {
-        crate::config::parse(include_str!("../../config/greenlight.toml"), &|_| None).unwrap()
+    fn cfg() -> Rules {
+        crate::core::rules::build::demo()
     }
 
     #[test]
@@ -242,7 +303,7 @@ mod tests {
         for (who, action, allowed) in rows {
             let r = may(&c, prod, &UserId::new(who), action);
             assert_eq!(r.is_ok(), allowed, "{who} {action:?}: {r:?}");
-            if let Err(m) = r {
+            if let Err(m) = r.map_err(|d| d.to_string()) {
                 assert!(m.contains(who) && m.contains("group"), "{m}");
             }
         }
@@ -257,7 +318,7 @@ mod tests {
         let locked = EnvState {
             lock: Some(Lock {
                 reason: "db work".into(),
-                by: "bob".into(),
+                by: crate::core::state::LockOwner::Person(UserId::new("bob")),
                 at: thursday,
                 run: None,
             }),
@@ -332,7 +393,7 @@ mod tests {
             &c,
             prod,
             &locked,
-            Some("monitoring"),
+            Some(Phase::Monitoring),
             &req(&alice, Some("hotfix")),
             friday,
         ) {
@@ -361,18 +422,21 @@ mod tests {
     #[test]
     fn services() {
         let mut c = cfg();
-        let e = c.environments.get_mut(&EnvName::new("prod")).unwrap();
+        let e = c.envs.get_mut(&EnvName::new("prod")).unwrap();
         assert!(check_service(e, None).is_ok());
         assert!(check_service(e, Some("api"))
             .unwrap_err()
+            .to_string()
             .contains("no services configured"));
         e.services = vec!["api".into(), "web".into()];
         assert!(check_service(e, None)
             .unwrap_err()
+            .to_string()
             .contains("--service is required (one of api, web)"));
         assert!(check_service(e, Some("web")).is_ok());
         assert!(check_service(e, Some("db"))
             .unwrap_err()
+            .to_string()
             .contains("unknown service \"db\""));
     }
 }

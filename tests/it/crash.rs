@@ -240,21 +240,23 @@ async fn crash_at(point: &str, faulty: bool) {
         r["run"]["switch_back_intents"], back_intents,
         "{point}: {r}"
     );
-    let events: Vec<String> = r["events"]
+    let events: Vec<greenlight::core::event::What> = r["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["what"].as_str().unwrap().to_string())
+        .map(|e| {
+            serde_json::from_value::<greenlight::core::event::Event>(e.clone())
+                .unwrap()
+                .what
+        })
         .collect();
+    use greenlight::core::event::What;
     let switched = events
         .iter()
-        .filter(|e| e.starts_with("traffic switched to"))
+        .filter(|e| matches!(e, What::Switched { .. }))
         .count();
     assert_eq!(switched, 1, "{point}: one switch carried out: {events:?}");
-    let back = events
-        .iter()
-        .filter(|e| e.as_str() == "traffic switched back")
-        .count();
+    let back = events.iter().filter(|e| **e == What::SwitchedBack).count();
     assert_eq!(back, faulty as usize, "{point}: {events:?}");
     // The live colour matches the store.
     let id = bot.say("carol", "/deploy status staging").await;
