@@ -664,4 +664,51 @@ mod tests {
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A run as today's code stores it (the first run of the stored-records fixture).
+    fn fixture_run() -> Run {
+        let text = include_str!("../tests/fixtures/stored_records.tsv");
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("run\t"))
+            .expect("a run in the fixture");
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_batch_answers_reads_with_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let base = fixture_run();
+        let env = base.env.clone();
+        let mut w = s.begin();
+        let mut first = base.clone();
+        first.id = RunId(1);
+        w.put_run(&first);
+        assert!(w.first_time(Platform::Slack, "ev-1", Utc::now()).unwrap());
+        w.commit().unwrap();
+
+        let mut w = s.begin();
+        // An event id held by the batch is seen before it is written, and after.
+        assert!(w.seen(Platform::Slack, "ev-1").unwrap());
+        assert!(!w.seen(Platform::Slack, "ev-2").unwrap());
+        w.first_time(Platform::Slack, "ev-2", Utc::now()).unwrap();
+        assert!(w.seen(Platform::Slack, "ev-2").unwrap());
+        assert!(!s.seen(Platform::Slack, "ev-2").unwrap());
+        // History merges the written runs with the batch's: newer ones and new states.
+        let mut second = base.clone();
+        second.id = RunId(2);
+        w.put_run(&second);
+        let mut first_again = first.clone();
+        first_again.version = "v9.9.9".into();
+        w.put_run(&first_again);
+        let h = w.history(&env, 10).unwrap();
+        let got: Vec<(u64, &str)> = h.iter().map(|r| (r.id.0, r.version.as_str())).collect();
+        assert_eq!(got, vec![(2, base.version.as_str()), (1, "v9.9.9")]);
+        assert_eq!(w.history(&env, 1).unwrap().len(), 1);
+        assert_eq!(s.history(&env, 10).unwrap().len(), 1, "nothing written yet");
+        w.commit().unwrap();
+        assert!(s.seen(Platform::Slack, "ev-2").unwrap());
+        assert_eq!(s.history(&env, 10).unwrap().len(), 2);
+    }
 }
