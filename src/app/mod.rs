@@ -20,7 +20,7 @@ use crate::telemetry::{EnvLabels, OutcomeLabels, Telemetry};
 use act::Actor;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use inbound::Origin;
+use route::Origin;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,9 +129,15 @@ impl App {
         let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
         for (name, env) in &cfg.environments {
-            let driver = Driver::start(env, &cfg.bot.data_dir)
-                .await
-                .with_context(|| format!("environment {name}"))?;
+            let driver = Driver::start(
+                &env.name,
+                &env.deploy,
+                &env.traffic,
+                &env.secrets,
+                &cfg.bot.data_dir,
+            )
+            .await
+            .with_context(|| format!("environment {name}"))?;
             let st = app.engine.env(name).cloned().unwrap_or_default();
             let view = driver
                 .restore(st.live, st.blue.as_deref(), st.green.as_deref())

@@ -13,6 +13,7 @@ mod freeze;
 mod haproxy_prometheus;
 mod harness;
 mod kubernetes;
+mod layering;
 mod lifecycle;
 mod local_api;
 mod page;
