@@ -1,10 +1,49 @@
 //! `[bot]`, `[local]`, `[slack]` and `[discord]`.
 
-use super::{BotConfig, ConfigError, Ctx, DiscordConfig, SlackConfig, SlackMode};
+use super::context::{ConfigError, Ctx};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::path::PathBuf;
 use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    pub timezone: Tz,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// sled's page cache, capped (sled's default is 1 GiB).
+    pub cache_bytes: u64,
+    /// How the bot's own pages are reached from chat links.
+    pub public_url: Option<String>,
+    /// How many local-channel messages are kept.
+    pub local_retention: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LocalConfig {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub mode: SlackMode,
+    pub api_url: String,
+}
+
+/// How Slack reaches the bot: Socket Mode (the default: no public URL needed) or signed HTTP
+/// requests to `/slack/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlackMode {
+    #[default]
+    Socket,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    pub api_url: String,
+    pub guild_id: Option<String>,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -2,12 +2,13 @@
 //! traffic steps (their sections are the components' schemas), health, smoke, monitoring and
 //! metrics.
 
-use super::{ConfigError, Ctx, MetricsConfig};
+use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
 use crate::deploy::command::schema as command;
 use crate::deploy::command::{CommandDriverConfig, CommandTrafficConfig};
 use crate::deploy::haproxy::{self, HaproxyConfig};
 use crate::deploy::local::LocalSection;
+use crate::metrics::schema::MetricsConfig;
 use crate::metrics::schema::MetricsSection;
 use crate::verify::SmokeStep;
 use serde::Deserialize;

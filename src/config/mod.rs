@@ -9,6 +9,7 @@
 //! knows which section holds it and adds line numbers, never its fields.
 
 mod bot;
+mod context;
 mod environment;
 mod people;
 mod rules;
@@ -16,37 +17,20 @@ mod rules;
 mod tests;
 
 pub use crate::metrics::schema::MetricsConfig;
+pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
+pub use context::ConfigError;
 pub use environment::{
     Channels, ChecklistItemConfig, DeployConfig, EnvConfig, HealthConfig, MonitorConfig,
     TrafficConfig,
 };
+pub use people::User;
 
 use crate::core::freeze::FreezeRule;
 use crate::core::{EnvName, UserId};
-use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 use toml::Spanned;
-
-/// A configuration problem, with the line it is on when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,52 +43,6 @@ pub struct Config {
     pub environments: BTreeMap<EnvName, EnvConfig>,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct BotConfig {
-    pub timezone: Tz,
-    pub data_dir: PathBuf,
-    pub listen: String,
-    /// sled's page cache, capped (sled's default is 1 GiB).
-    pub cache_bytes: u64,
-    /// How the bot's own pages are reached from chat links.
-    pub public_url: Option<String>,
-    /// How many local-channel messages are kept.
-    pub local_retention: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LocalConfig {
-    pub enabled: Option<bool>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    pub mode: SlackMode,
-    pub api_url: String,
-}
-
-/// How Slack reaches the bot: Socket Mode (the default: no public URL needed) or signed HTTP
-/// requests to `/slack/*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlackMode {
-    #[default]
-    Socket,
-    Http,
-}
-
-#[derive(Debug, Clone)]
-pub struct DiscordConfig {
-    pub api_url: String,
-    pub guild_id: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub slack: Option<String>,
-    pub discord: Option<String>,
-    pub groups: BTreeSet<String>,
 }
 
 impl Config {
@@ -172,7 +110,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses config text; `lookup` resolves `${NAME}` references.
 pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let cx = Ctx { text, lookup };
+    let cx = context::Ctx { text, lookup };
     let raw: Raw = toml::from_str(text).map_err(|e| ConfigError {
         line: e.span().map(|s| cx.line_of(s.start)),
         message: e.message().replace('\n', " ").trim().to_string(),
@@ -215,61 +153,4 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         environments,
         warnings,
     })
-}
-
-/// The text being parsed (for line numbers) and how `${NAME}` references resolve.
-struct Ctx<'a> {
-    text: &'a str,
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .bytes()
-            .filter(|b| *b == b'\n')
-            .count()
-            + 1
-    }
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> Result<T, ConfigError> {
-        Err(ConfigError {
-            line: Some(self.line_of(span.start)),
-            message: message.into(),
-        })
-    }
-    /// The first line that contains `needle` (for errors about values without a span).
-    fn find_line(&self, needle: &str) -> Option<usize> {
-        self.text
-            .lines()
-            .position(|l| l.contains(needle))
-            .map(|i| i + 1)
-    }
-    fn duration(&self, s: &Spanned<String>, what: &str) -> Result<Duration, ConfigError> {
-        match humantime::parse_duration(s.get_ref()) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => self.err(s.span(), format!("{what} must be longer than zero")),
-            Err(e) => self.err(
-                s.span(),
-                format!(
-                    "{what}: \"{}\" is not a duration ({e}); write e.g. \"30s\", \"5m\", \"4h\"",
-                    s.get_ref()
-                ),
-            ),
-        }
-    }
-    fn opt_duration(
-        &self,
-        s: &Option<Spanned<String>>,
-        what: &str,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
-        match s {
-            Some(s) => self.duration(s, what),
-            None => Ok(default),
-        }
-    }
 }

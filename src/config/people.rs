@@ -1,11 +1,18 @@
 //! `[users.NAME]` and `[[freeze]]`.
 
-use super::{ConfigError, Ctx, User};
+use super::context::{ConfigError, Ctx};
 use crate::core::freeze::FreezeRule;
 use crate::core::UserId;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub slack: Option<String>,
+    pub discord: Option<String>,
+    pub groups: BTreeSet<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

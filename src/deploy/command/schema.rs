@@ -159,7 +159,7 @@ impl DeploySection {
         let mut secrets = Vec::new();
         let mut resolved = BTreeMap::new();
         for (k, v) in self.env {
-            let value = super::expand_env_refs(&v, lookup)
+            let value = super::process::expand_env_refs(&v, lookup)
                 .map_err(|m| format!("environment \"{name}\": deploy.env.{k}: {m}"))?;
             if v.contains("${") {
                 secrets.push(value.clone());
@@ -242,7 +242,7 @@ pub fn check_templates(
         }
     }
     for (what, argv) in templates {
-        if let Err(m) = super::render_argv(argv, &vars) {
+        if let Err(m) = super::process::render_argv(argv, &vars) {
             return Err(format!("environment \"{name}\": {what}: {m} (known: {{version}}, {{colour}}, {{other}}, {{from}}, {{env}})"));
         }
     }
