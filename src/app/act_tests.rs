@@ -39,9 +39,15 @@ critical = true
     let (tx, rx) = mpsc::channel(16);
     let mut a = Actor::new(cfg.clone(), tx, reqwest::Client::new());
     let env = &cfg.environments[&EnvName::new("prod")];
-    let driver = Driver::start(env, std::path::Path::new("unused"))
-        .await
-        .unwrap();
+    let driver = Driver::start(
+        &env.name,
+        &env.deploy,
+        &env.traffic,
+        &env.secrets,
+        std::path::Path::new("unused"),
+    )
+    .await
+    .unwrap();
     a.drivers.insert(env.name.clone(), driver);
     (a, rx)
 }

@@ -1,7 +1,8 @@
 //! A command from any platform: parsed, handed to the engine (or answered here: usage errors
 //! and `history`, which reads the store), and committed with the event's id if it has one.
 
-use super::inbound::{Dedup, Origin};
+use super::inbound::Dedup;
+use super::route::Origin;
 use super::App;
 use crate::core::command::{Command, UsageError};
 use crate::core::run::{Changes, Reply};

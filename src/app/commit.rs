@@ -4,7 +4,7 @@
 //! order. A crash before the flush loses only inputs nobody was told about, and nothing they
 //! led to has been carried out.
 
-use super::inbound::Origin;
+use super::route::Origin;
 use super::{fault, route, ApiError, App, AppEvent};
 use crate::chat::{Handled, Reply};
 use crate::core::run::{Action, Changes, Run, Timer};

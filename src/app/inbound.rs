@@ -4,6 +4,7 @@
 //! remote platform, its id, so a redelivery acts once) are written in one batch before the
 //! adapter hears back.
 
+use super::route::Origin;
 use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
 use crate::chat::{Answer, Button, Handled, Inbound, Inbox, Kind, Visibility};
@@ -14,37 +15,6 @@ use crate::core::{Platform, UserId};
 use crate::store::{LocalMessage, WriteSet};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-
-/// Where a command came from, so its answer goes back there.
-pub(super) enum Origin {
-    Local {
-        user: UserId,
-        channel: String,
-        thread_id: Option<String>,
-    },
-    /// A Slack slash command or button: answers go through its response URL; without one (a
-    /// click Slack sent without it) to `user` alone (chat.postEphemeral) in the clicked
-    /// message's thread `thread_key`.
-    Slack {
-        channel: String,
-        response_url: String,
-        user: String,
-        thread_key: Option<String>,
-    },
-    /// Discord (a slash command or a message that mentions the bot): the answer is returned to
-    /// the gateway handler, which responds.
-    Discord,
-}
-
-impl Origin {
-    pub(super) fn platform(&self) -> Platform {
-        match self {
-            Origin::Local { .. } => Platform::Local,
-            Origin::Slack { .. } => Platform::Slack,
-            Origin::Discord => Platform::Discord,
-        }
-    }
-}
 
 /// A platform event's id, written in the same batch as the step it caused, so that a
 /// redelivery is recognised exactly when that step was written.

@@ -141,9 +141,15 @@ impl App {
         // Every environment's restored state in one batch, one flush; then the actions.
         let mut ws = store.begin();
         for (name, env) in &cfg.environments {
-            let driver = Driver::start(env, &cfg.bot.data_dir)
-                .await
-                .with_context(|| format!("environment {name}"))?;
+            let driver = Driver::start(
+                &env.name,
+                &env.deploy,
+                &env.traffic,
+                &env.secrets,
+                &cfg.bot.data_dir,
+            )
+            .await
+            .with_context(|| format!("environment {name}"))?;
             let st = app.engine.env(name).cloned().unwrap_or_default();
             let view = driver
                 .restore(st.live, st.blue.as_deref(), st.green.as_deref())

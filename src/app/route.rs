@@ -2,7 +2,6 @@
 //! become local-channel messages and outbox entries for Slack and Discord. Pure: the list is
 //! written in the same store batch as the step's state (`write`).
 
-use super::inbound::Origin;
 use super::Platforms;
 use crate::chat::local as localchat;
 use crate::config::Config;
@@ -12,6 +11,37 @@ use crate::core::{Platform, RunId, UserId};
 use crate::store::{OutboxEntry, WriteSet};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+
+/// Where a command came from, so its answer goes back there.
+pub(super) enum Origin {
+    Local {
+        user: UserId,
+        channel: String,
+        thread_id: Option<String>,
+    },
+    /// A Slack slash command or button: answers go through its response URL; without one (a
+    /// click Slack sent without it) to `user` alone (chat.postEphemeral) in the clicked
+    /// message's thread `thread_key`.
+    Slack {
+        channel: String,
+        response_url: String,
+        user: String,
+        thread_key: Option<String>,
+    },
+    /// Discord (a slash command or a message that mentions the bot): the answer is returned to
+    /// the gateway handler, which responds.
+    Discord,
+}
+
+impl Origin {
+    pub(super) fn platform(&self) -> Platform {
+        match self {
+            Origin::Local { .. } => Platform::Local,
+            Origin::Slack { .. } => Platform::Slack,
+            Origin::Discord => Platform::Discord,
+        }
+    }
+}
 
 /// One message of a step, for one place.
 #[derive(Debug, Clone, PartialEq)]

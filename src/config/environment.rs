@@ -5,9 +5,9 @@
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
 use crate::deploy::command::schema as command;
-use crate::deploy::command::{CommandDriverConfig, CommandTrafficConfig};
-use crate::deploy::haproxy::{self, HaproxyConfig};
+use crate::deploy::haproxy;
 use crate::deploy::local::LocalSection;
+use crate::deploy::schema::{DeployConfig, TrafficConfig};
 use crate::metrics::schema::MetricsConfig;
 use crate::metrics::schema::MetricsSection;
 use crate::verify::SmokeStep;
@@ -55,26 +55,6 @@ pub struct MonitorConfig {
     pub keep_warm: Duration,
     /// A p99 under this is never called a spike (tiny baselines are noisy).
     pub latency_floor: Duration,
-}
-
-/// How traffic is sent to a colour.
-#[derive(Debug, Clone)]
-pub enum TrafficConfig {
-    /// The local driver's own router.
-    LocalRouter,
-    /// argv templates: `switch` (and `rollback` to switch back, else `switch` again).
-    Command(CommandTrafficConfig),
-    /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
-    Haproxy(HaproxyConfig),
-}
-
-/// How a version is put on a colour.
-#[derive(Debug, Clone)]
-pub enum DeployConfig {
-    /// The bundled demo app per colour, with a built-in router on `port`.
-    Local(LocalSection),
-    /// argv templates (never a shell).
-    Command(CommandDriverConfig),
 }
 
 #[derive(Debug, Clone)]

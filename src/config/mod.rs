@@ -16,13 +16,11 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
+pub use crate::deploy::schema::{DeployConfig, TrafficConfig};
 pub use crate::metrics::schema::MetricsConfig;
 pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
 pub use context::ConfigError;
-pub use environment::{
-    Channels, ChecklistItemConfig, DeployConfig, EnvConfig, HealthConfig, MonitorConfig,
-    TrafficConfig,
-};
+pub use environment::{Channels, ChecklistItemConfig, EnvConfig, HealthConfig, MonitorConfig};
 pub use people::User;
 
 use crate::core::freeze::FreezeRule;

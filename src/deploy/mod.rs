@@ -7,14 +7,15 @@
 //! config file's section deserialises into, and its validation), its client, its tests, and an
 //! impl of [`DeployStep`] or [`TrafficStep`]. The app only calls these traits; `start.rs` is
 //! the one place that turns a config section into a step. Adding one (GitHub Actions, Argo CD)
-//! is a new file here, an arm in `config::DeployConfig` / `config::TrafficConfig` and one in
-//! `start.rs`.
+//! is a new file here, an arm in `schema.rs` (`DeployConfig` / `TrafficConfig`), one in
+//! `config`'s section parsing and one in `start.rs`.
 //!
 //! This file imports nothing above `core`, so a step can implement the traits without an
 //! import cycle through `config`.
 pub mod command;
 pub mod haproxy;
 pub mod local;
+pub mod schema;
 mod start;
 
 use crate::core::run::LiveView;

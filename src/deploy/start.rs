@@ -3,16 +3,24 @@
 use super::command::{CommandDeploy, CommandRunner, CommandTraffic};
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
+use super::schema::{DeployConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
-use crate::config::{DeployConfig, EnvConfig, TrafficConfig};
+use crate::core::EnvName;
+use std::path::Path;
 use std::sync::Arc;
 
 impl Driver {
     /// Builds the driver of an environment (the local driver binds its router here).
-    pub async fn start(env: &EnvConfig, data_dir: &std::path::Path) -> anyhow::Result<Driver> {
-        Ok(match &env.deploy {
+    pub async fn start(
+        env: &EnvName,
+        deploy: &DeployConfig,
+        traffic: &TrafficConfig,
+        secrets: &[String],
+        data_dir: &Path,
+    ) -> anyhow::Result<Driver> {
+        Ok(match deploy {
             DeployConfig::Local(l) => {
-                let local = LocalDriver::start(env.name.clone(), l.port, data_dir).await?;
+                let local = LocalDriver::start(env.clone(), l.port, data_dir).await?;
                 let router = local.router_url().to_string();
                 Driver {
                     entry: Some(router.clone()),
@@ -23,21 +31,20 @@ impl Driver {
             }
             DeployConfig::Command(c) => {
                 let runner = Arc::new(CommandRunner {
-                    env: env.name.clone(),
+                    env: env.clone(),
                     vars_env: c.env.clone(),
                     timeout: c.timeout,
-                    secrets: env.secrets.clone(),
+                    secrets: secrets.to_vec(),
                 });
-                let traffic: Arc<dyn TrafficStep> = match &env.traffic {
+                let traffic: Arc<dyn TrafficStep> = match traffic {
                     TrafficConfig::Haproxy(h) => Arc::new(HaproxyDriver::from_config(h)),
                     TrafficConfig::Command(t) => Arc::new(CommandTraffic {
                         runner: runner.clone(),
                         cfg: t.clone(),
                     }),
-                    TrafficConfig::LocalRouter => anyhow::bail!(
-                        "environment {}: the local router needs the local driver",
-                        env.name
-                    ),
+                    TrafficConfig::LocalRouter => {
+                        anyhow::bail!("environment {env}: the local router needs the local driver")
+                    }
                 };
                 let deploy: Arc<dyn DeployStep> = Arc::new(CommandDeploy {
                     runner,

@@ -15,8 +15,13 @@ pub mod start;
 
 use crate::core::analysis::Sample;
 use crate::core::{Colour, EnvName, RunId};
-use crate::deploy::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+/// A future a provider returns (the trait is object-safe, so it cannot use `async fn`). The
+/// same one-line alias as `deploy::BoxFuture`: a provider owes nothing to the deploy steps.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The colour a sample is about.
 #[derive(Debug, Clone)]

@@ -8,10 +8,10 @@
 //! the counter `http_requests_total{color, code, path}` and the histogram
 //! `http_request_duration_seconds{color}` (`_bucket{le}`, `_sum`, `_count`).
 
+use super::BoxFuture;
 use super::{MetricsProvider, Target, Window};
 use crate::core::analysis::{Measurement, Sample};
 use crate::core::RunId;
-use crate::deploy::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

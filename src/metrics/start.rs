@@ -3,9 +3,9 @@
 use super::prometheus::Prometheus;
 use super::schema::MetricsConfig;
 use super::scrape::{ScrapeProvider, Scraper};
+use super::BoxFuture;
 use super::{MetricsProvider, Target, Window};
 use crate::core::analysis::Sample;
-use crate::deploy::BoxFuture;
 use std::sync::Arc;
 
 /// The provider of one environment; `scraper` is shared by every scraping environment (one

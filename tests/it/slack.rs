@@ -496,19 +496,36 @@ async fn http_mode_is_not_ready_while_the_slack_api_fails_and_ready_once_it_deli
     .await;
     assert!(one_line_reason(&body), "{body:?}");
     assert!(body.contains("HTTP 503"), "{body}");
-    assert!(body.contains("messages waiting"), "{body}");
+    let waiting = messages_waiting(&body);
+    assert!(waiting > 1, "the checklist and the answer wait: {body}");
     assert!(fake.refused_calls() > 0);
     let m = metrics(&bot).await;
     assert!(
         m.contains("greenlight_outbox_stalled{platform=\"slack\"} 1"),
         "{m}"
     );
+    // The depth gauge is recounted at most once a second: it gets there (and once it has
+    // left 0, a 0 below means the outbox really was emptied).
+    wait_outbox_depth(&bot, waiting).await;
     assert!(fake.messages().is_empty(), "nothing got through");
+    assert!(fake.responses().is_empty(), "nothing got through");
 
-    // Slack is back: the outbox drains and the bot is ready again.
+    // Slack is back: the outbox drains and the bot is ready again. /readyz is ready as soon as
+    // one delivery goes through (the outbox is draining), not once it is empty: what was queued
+    // (the checklist, then the command's answer) keeps arriving after it.
     fake.set_outage(None);
     wait_readyz(&bot, "ready after the 503s", is_ready).await;
     checklist(&fake, 1).await;
+    let answered = fake
+        .wait_for("the answer to the deploy", LONG, |f| {
+            f.responses().into_iter().find(|r| r.url_id == url_id(&url))
+        })
+        .await;
+    assert!(answered.text().contains("Run 1: v1.2.0"), "{answered:?}");
+    // Delivered and recorded as such: the outbox is empty before Slack goes away again, so
+    // below exactly one message (the status answer) waits. The fake having the answer is not
+    // enough: the cut below could still reset the connection before the bot reads the 200.
+    wait_outbox_depth(&bot, 0).await;
     let m = metrics(&bot).await;
     assert!(
         m.contains("greenlight_outbox_stalled{platform=\"slack\"} 0"),
@@ -531,12 +548,47 @@ async fn http_mode_is_not_ready_while_the_slack_api_fails_and_ready_once_it_deli
     assert!(body.contains("1 message waiting"), "{body}");
     fake.set_outage(None);
     wait_readyz(&bot, "ready after the outage", is_ready).await;
-    fake.wait_for("the status answer", LONG, |f| {
-        f.responses()
-            .into_iter()
-            .find(|r| r.text().contains("v1.2.0"))
-    })
-    .await;
+    let status = fake
+        .wait_for("the status answer", LONG, |f| {
+            f.responses().into_iter().find(|r| r.url_id == url_id(&url))
+        })
+        .await;
+    assert!(status.text().contains("v1.2.0"), "{status:?}");
+}
+
+/// The N of "N message(s) waiting" in a /readyz answer.
+fn messages_waiting(body: &str) -> usize {
+    let (before, _) = body
+        .split_once(" message")
+        .unwrap_or_else(|| panic!("no count of messages waiting: {body:?}"));
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of messages waiting: {body:?}"))
+}
+
+/// The N of a fake `response_url` (`.../response/N`).
+fn url_id(url: &str) -> u64 {
+    url.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// Waits until `/metrics` shows `n` Slack messages in the outbox.
+async fn wait_outbox_depth(bot: &Bot, n: usize) {
+    let want = format!("greenlight_outbox_depth{{platform=\"slack\"}} {n}\n");
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let m = metrics(bot).await;
+        if m.contains(&want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {want:?} in /metrics:\n{m}\n{}",
+            bot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

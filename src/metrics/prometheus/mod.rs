@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{MetricsProvider, Target, Window};
 use crate::core::analysis::{Measurement, Sample};
 use crate::core::text;
-use crate::deploy::BoxFuture;
+use crate::metrics::BoxFuture;
 
 /// Default error-rate template: share of 5xx answers over the window.
 /// A colour with no 5xx series at all has an error rate of 0, not "no data": `or vector(0)`

@@ -1,0 +1,27 @@
+//! The deploy section's shape once validated: which deploy step and which traffic step an
+//! environment uses, each holding its own component's schema. `config` parses the file into
+//! these; `start.rs` turns them into steps. Adding a step is one arm here.
+
+use super::command::{CommandDriverConfig, CommandTrafficConfig};
+use super::haproxy::HaproxyConfig;
+use super::local::LocalSection;
+
+/// How traffic is sent to a colour.
+#[derive(Debug, Clone)]
+pub enum TrafficConfig {
+    /// The local driver's own router.
+    LocalRouter,
+    /// argv templates: `switch` (and `rollback` to switch back, else `switch` again).
+    Command(CommandTrafficConfig),
+    /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
+    Haproxy(HaproxyConfig),
+}
+
+/// How a version is put on a colour.
+#[derive(Debug, Clone)]
+pub enum DeployConfig {
+    /// The bundled demo app per colour, with a built-in router on `port`.
+    Local(LocalSection),
+    /// argv templates (never a shell).
+    Command(CommandDriverConfig),
+}
