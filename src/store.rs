@@ -521,9 +521,15 @@ impl Store {
         if n <= keep {
             return Ok(0);
         }
+        self.trim_oldest(n - keep)
+    }
+
+    /// Drops the `n` oldest local messages, with their keys and change-index entries; how many
+    /// it dropped. Reads only those (the loop keeps the count, so it never scans them all).
+    pub fn trim_oldest(&self, n: usize) -> Result<usize> {
         let mut batch = sled::Batch::default();
         let mut dropped = 0;
-        for kv in self.t.scan_prefix("msg/").take(n - keep) {
+        for kv in self.t.scan_prefix("msg/").take(n) {
             let (k, v) = kv?;
             if let Ok(m) = serde_json::from_slice::<LocalMessage>(&v) {
                 if let Some(key) = m.key {

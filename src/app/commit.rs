@@ -154,9 +154,10 @@ impl App {
             }
         }
         self.messages += added;
-        if self.messages > self.cfg.bot.local_retention + 500 {
-            self.store.trim_messages(self.cfg.bot.local_retention)?;
-            self.messages = self.store.message_count();
+        let keep = self.cfg.bot.local_retention;
+        if self.messages > keep + 500 {
+            // The loop is the only writer of messages, so its count is the store's.
+            self.messages -= self.store.trim_oldest(self.messages - keep)?;
         }
         for a in std::mem::take(&mut self.after) {
             match a {

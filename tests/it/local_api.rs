@@ -475,3 +475,31 @@ async fn incremental_reads_return_only_new_and_changed_messages() {
         .unwrap();
     assert_eq!(status_and_error(r).await.0, 400);
 }
+
+/// The channel keeps `local_retention` messages: past it by 500 the oldest go (with their
+/// change-index entries), and what is read back is the newest, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_messages_go_past_the_retention() {
+    let cfg = test_config("").replace("[bot]\n", "[bot]\nlocal_retention = 10\n");
+    let (bot, _tmp) = Bot::start(&cfg).await;
+    let mut ids = Vec::new();
+    for i in 0..511 {
+        ids.push(bot.say("alice", &format!("note {i}")).await);
+    }
+    let kept: Vec<String> = stored(&bot)
+        .await
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, ids[ids.len() - 10..].to_vec());
+    // Again from the 10 kept: the count the loop keeps matches the store's.
+    for i in 511..1012 {
+        ids.push(bot.say("alice", &format!("note {i}")).await);
+    }
+    let kept: Vec<String> = stored(&bot)
+        .await
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, ids[ids.len() - 10..].to_vec());
+}
