@@ -7,6 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The key of a web element reference in W3C WebDriver answers.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 struct Driver {
     child: Child,
     base: String,
@@ -91,7 +94,9 @@ impl Driver {
                 json!({"using": "css selector", "value": css}),
             )
             .await;
-        v.as_object()?.values().next()?.as_str().map(String::from)
+        // A found element is `{ELEMENT_KEY: id}`; a missing one is an error object
+        // (`{"error": "no such element", ...}`), whose values are no id.
+        v.get(ELEMENT_KEY)?.as_str().map(String::from)
     }
 
     async fn wait_find(&self, css: &str) -> String {
