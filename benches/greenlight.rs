@@ -9,7 +9,7 @@
 //! the disk busy.
 
 use greenlight::core::checklist::Checklist;
-use greenlight::core::run::{EnvState, Phase, Run, RunKind};
+use greenlight::core::engine::{EnvState, Phase, Run, RunKind};
 use greenlight::core::{EnvName, Platform, RunId, UserId};
 use greenlight::store::Store;
 use std::io::{BufRead, BufReader};

@@ -279,7 +279,7 @@ fn history(
                     })?;
                 anyhow::Ok(
                     r.error_for_status()?
-                        .json::<Vec<greenlight::core::run::Run>>()
+                        .json::<Vec<greenlight::core::engine::Run>>()
                         .await?,
                 )
             })?

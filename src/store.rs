@@ -2,7 +2,7 @@
 //! channel's messages, in one tree with prefixed keys so that each change is one atomic batch,
 //! flushed before the bot acts on it.
 
-use crate::core::run::{EnvState, Event, Run};
+use crate::core::engine::{EnvState, Event, Run};
 use crate::core::Platform;
 use crate::core::{EnvName, RunId};
 use anyhow::{Context, Result};
@@ -556,7 +556,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::run::Phase;
+    use crate::core::engine::Phase;
 
     #[test]
     fn messages_keys_and_next_run_survive_reopen() {

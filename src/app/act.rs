@@ -5,7 +5,7 @@
 use super::{fault, AppEvent};
 use crate::config::{Config, EnvConfig};
 use crate::core::analysis::Sample;
-use crate::core::run::{Action, Outcome, Phase};
+use crate::core::engine::{Action, Outcome, Phase};
 use crate::core::{Colour, EnvName, RunId};
 use crate::deploy::Driver;
 use crate::metrics::scrape::Scraper;

@@ -2,7 +2,7 @@
 //! `127.0.0.1:0` -> the `AppEvent::Done` it reports.
 
 use super::*;
-use crate::core::run::LiveView;
+use crate::core::engine::LiveView;
 
 /// A colour that is healthy and serves one smoke step.
 async fn colour_server() -> String {

@@ -5,7 +5,7 @@ use super::inbound::Dedup;
 use super::route::Origin;
 use super::App;
 use crate::core::command::{Command, UsageError};
-use crate::core::run::{Changes, Reply};
+use crate::core::engine::{Changes, Reply};
 use crate::core::{EnvName, Platform, UserId};
 use crate::store::WriteSet;
 use anyhow::Result;

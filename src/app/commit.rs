@@ -7,7 +7,7 @@
 use super::route::Origin;
 use super::{fault, route, ApiError, App, AppEvent};
 use crate::chat::{Handled, Reply};
-use crate::core::run::{Action, Changes, Run, Timer};
+use crate::core::engine::{Action, Changes, Run, Timer};
 use crate::core::RunId;
 use crate::store::WriteSet;
 use anyhow::{Context, Result};

@@ -9,8 +9,8 @@ use super::{ApiError, App, AppEvent, Handle};
 use crate::chat::local as localchat;
 use crate::chat::{Answer, Button, Handled, Inbound, Inbox, Kind, Visibility};
 use crate::core::command::{self, Command, UsageError};
+use crate::core::engine::Changes;
 use crate::core::message::MsgKey;
-use crate::core::run::Changes;
 use crate::core::{Platform, UserId};
 use crate::store::{LocalMessage, WriteSet};
 use anyhow::Result;
@@ -321,7 +321,7 @@ impl App {
 
     fn unknown_person(platform: Platform, user: &str) -> Changes {
         Changes {
-            reply: Some(crate::core::run::Reply {
+            reply: Some(crate::core::engine::Reply {
                 text: format!(
                     "greenlight does not know {platform} user {user}: add `{platform} = \"{user}\"` to your entry under [users]"
                 ),

@@ -15,7 +15,7 @@ mod inbound;
 mod route;
 
 use crate::config::Config;
-use crate::core::run::{Engine, Outcome, Phase, Run, Timer};
+use crate::core::engine::{Engine, Outcome, Phase, Run, Timer};
 use crate::core::{EnvName, RunId};
 use crate::deploy::Driver;
 use crate::store::{Store, WriteSet};
@@ -62,7 +62,7 @@ pub enum AppEvent {
     /// The traffic step's answer outside any run (looking again at an unseen environment).
     Observed {
         env: EnvName,
-        view: crate::core::run::LiveView,
+        view: crate::core::engine::LiveView,
     },
 }
 
@@ -155,7 +155,7 @@ impl App {
                 .restore(st.live, st.blue.as_deref(), st.green.as_deref())
                 .await
                 .with_context(|| format!("restoring environment {name}"))?;
-            if let crate::core::run::LiveView::Unseen(why) = &view {
+            if let crate::core::engine::LiveView::Unseen(why) = &view {
                 tracing::warn!(env = %name, reason = %why, "cannot see which colour is live; deploys are refused until it can");
             }
             let url = driver.entry_url();

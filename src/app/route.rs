@@ -5,8 +5,8 @@
 use super::Platforms;
 use crate::chat::local as localchat;
 use crate::config::Config;
+use crate::core::engine::Changes;
 use crate::core::message::{self, MsgKey, Post, Room};
-use crate::core::run::Changes;
 use crate::core::{Platform, RunId, UserId};
 use crate::store::{OutboxEntry, WriteSet};
 use anyhow::Result;
@@ -149,7 +149,7 @@ fn remote_post(cfg: &Config, platform: Platform, p: &Post) -> Option<OutboxEntry
 /// answered by its handler, not from here).
 fn route_reply<'a>(
     cfg: &Config,
-    reply: &crate::core::run::Reply,
+    reply: &crate::core::engine::Reply,
     origin: &Origin,
 ) -> Option<Delivery<'a>> {
     match origin {

@@ -1,8 +1,8 @@
 //! Routing without the binary: a step's posts and answer -> what each platform gets.
 
 use super::*;
+use crate::core::engine::Reply;
 use crate::core::message::MsgKey;
-use crate::core::run::Reply;
 use crate::core::EnvName;
 use std::sync::Arc;
 

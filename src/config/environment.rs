@@ -41,21 +41,8 @@ pub struct HealthConfig {
     pub interval: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct MonitorConfig {
-    pub duration: Duration,
-    pub interval: Duration,
-    /// Error-rate threshold as a fraction (0.01 = 1%).
-    pub error_rate: f64,
-    /// Latency trigger: p99 more than this many times the baseline (3.0 = 200% above).
-    pub latency_factor: f64,
-    /// Fewer requests than this in a window: inconclusive.
-    pub min_requests: u64,
-    /// How long the old colour is kept warm after a stable run.
-    pub keep_warm: Duration,
-    /// A p99 under this is never called a spike (tiny baselines are noisy).
-    pub latency_floor: Duration,
-}
+/// The monitoring section once validated is the core's own rule: one shape, read by both.
+pub type MonitorConfig = crate::core::rules::Monitor;
 
 #[derive(Debug, Clone)]
 pub struct EnvConfig {

@@ -5,7 +5,7 @@ use super::{Config, EnvConfig};
 impl Config {
     /// What the core reads of the file (the engine and the policy never see `Config`).
     pub fn rules(&self) -> crate::core::rules::Rules {
-        use crate::core::rules::{ChecklistItem, EnvRules, Monitor, Rules};
+        use crate::core::rules::{ChecklistItem, EnvRules, Rules};
         let env = |e: &EnvConfig| EnvRules {
             name: e.name.clone(),
             display_name: e.display_name.clone(),
@@ -22,15 +22,7 @@ impl Config {
             checklist_expiry: e.checklist_expiry,
             services: e.services.clone(),
             version_pattern: e.version_pattern.clone(),
-            monitor: Monitor {
-                duration: e.monitor.duration,
-                interval: e.monitor.interval,
-                error_rate: e.monitor.error_rate,
-                latency_factor: e.monitor.latency_factor,
-                min_requests: e.monitor.min_requests,
-                keep_warm: e.monitor.keep_warm,
-                latency_floor: e.monitor.latency_floor,
-            },
+            monitor: e.monitor.clone(),
             stated_live: e.stated_live(),
             health_path: e.health.path.clone(),
             smoke: e.smoke.iter().map(|s| s.name.clone()).collect(),

@@ -120,9 +120,6 @@ impl fmt::Display for Platform {
     }
 }
 
-/// The engine's earlier path (`core::run::Engine`, `core::run::Run`...), still named by the shell.
-pub use engine as run;
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -2,7 +2,7 @@
 //! bot, and a small HTTP router on the environment's port that sends traffic to the live colour.
 
 use super::{BoxFuture, DeployStep, TrafficStep};
-use crate::core::run::LiveView;
+use crate::core::engine::LiveView;
 use crate::core::{Colour, EnvName};
 use anyhow::{anyhow, Context, Result};
 use axum::body::Body;

@@ -18,7 +18,7 @@ pub mod local;
 pub mod schema;
 mod start;
 
-use crate::core::run::LiveView;
+use crate::core::engine::LiveView;
 use crate::core::Colour;
 use std::future::Future;
 use std::pin::Pin;

@@ -13,7 +13,7 @@ pub use process::{expand_env_refs, render_argv, run, CommandOutcome, RunSpec};
 pub use schema::{CommandDriverConfig, CommandTrafficConfig};
 
 use super::{BoxFuture, DeployStep, TrafficStep};
-use crate::core::run::LiveView;
+use crate::core::engine::LiveView;
 use crate::core::{Colour, EnvName};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -18,7 +18,7 @@
 //!   read from `show stat`), and only then sets it `ready` and drains the old colour.
 
 use super::{BoxFuture, TrafficStep};
-use crate::core::run::LiveView;
+use crate::core::engine::LiveView;
 use crate::core::text::join_lines;
 use crate::core::Colour;
 use serde::Deserialize;
