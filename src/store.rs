@@ -64,11 +64,22 @@ pub struct Store {
     /// The local channel's change cursor: every message change with a sequence number up to it
     /// is written (see `messages_changed`). Messages are written by the event loop only.
     msg_cursor: Arc<AtomicU64>,
+    /// The outbox's durable mark: every outbox entry with a sequence number up to it is flushed.
+    /// sled shows a batch to readers as soon as it is applied, before the flush makes it
+    /// durable; a deliverer that posted an entry in that window could post for an input a crash
+    /// then loses. So deliverers see only entries at or below this mark.
+    outbox_durable: Arc<AtomicU64>,
 }
 
 fn run_key(id: RunId) -> String {
     format!("run/{:020}", id.0)
 }
+/// The sequence number at the end of an outbox key (`outbox/<platform>/<seq:020>`).
+fn outbox_seq(key: &[u8]) -> Option<u64> {
+    let tail = key.rsplit(|&b| b == b'/').next()?;
+    std::str::from_utf8(tail).ok()?.parse().ok()
+}
+
 fn msg_key(id: u64) -> String {
     format!("msg/{id:020}")
 }
@@ -98,6 +109,8 @@ pub struct WriteSet<'a> {
     runs: BTreeMap<RunId, Run>,
     pub new_messages: usize,
     pub outboxed: usize,
+    /// The highest outbox sequence number in this batch.
+    outbox_max: u64,
 }
 
 impl WriteSet<'_> {
@@ -167,6 +180,7 @@ impl WriteSet<'_> {
             serde_json::to_vec(e).expect("outbox json"),
         );
         self.outboxed += 1;
+        self.outbox_max = self.outbox_max.max(seq);
         Ok(())
     }
     /// Was this platform event id handled already (written, or held here)?
@@ -233,6 +247,9 @@ impl WriteSet<'_> {
             // sees every change up to it.
             self.store.msg_cursor.fetch_max(c, Ordering::Release);
         }
+        self.store
+            .outbox_durable
+            .fetch_max(self.outbox_max, Ordering::Release);
         Ok(())
     }
 }
@@ -255,10 +272,14 @@ impl Store {
             })?;
         let t = db.open_tree("greenlight")?;
         let cursor = t.get(MSG_CURSOR)?.and_then(|v| be_u64(&v)).unwrap_or(0);
+        // What the store holds at open is what survived: all of it is durable, and sled's ids
+        // only grow, so every entry queued from now on is above this mark until flushed.
+        let durable = db.generate_id()?;
         Ok(Store {
             db,
             t,
             msg_cursor: Arc::new(AtomicU64::new(cursor)),
+            outbox_durable: Arc::new(AtomicU64::new(durable)),
         })
     }
 
@@ -272,6 +293,7 @@ impl Store {
             runs: BTreeMap::new(),
             new_messages: 0,
             outboxed: 0,
+            outbox_max: 0,
         }
     }
 
@@ -405,6 +427,11 @@ impl Store {
         {
             Some(kv) => {
                 let (k, v) = kv?;
+                // Entries are in sequence order: if the first is not flushed yet, none is.
+                let durable = self.outbox_durable.load(Ordering::Acquire);
+                if outbox_seq(&k).is_some_and(|seq| seq > durable) {
+                    return Ok(None);
+                }
                 Ok(Some((k.to_vec(), serde_json::from_slice(&v)?)))
             }
             None => Ok(None),
@@ -716,5 +743,42 @@ mod tests {
         w.commit().unwrap();
         assert!(s.seen(Platform::Slack, "ev-2").unwrap());
         assert_eq!(s.history(&env, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn deliverers_see_an_outbox_entry_only_once_it_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let entry = |text: &str| OutboxEntry {
+            platform: Platform::Slack,
+            channel: "C1".into(),
+            text: text.into(),
+            key: None,
+            thread_key: None,
+            edit: false,
+            buttons: false,
+            respond_url: None,
+            ephemeral_to: None,
+        };
+        // Applied but not flushed (the window between sled's apply_batch and flush): unseen.
+        let seq = s.db.generate_id().unwrap();
+        let k = format!("outbox/slack/{seq:020}");
+        s.t.insert(k.as_bytes(), serde_json::to_vec(&entry("early")).unwrap())
+            .unwrap();
+        assert_eq!(s.outbox_len(Platform::Slack), 1);
+        assert!(s.outbox_first(Platform::Slack).unwrap().is_none());
+        // A committed batch (applied, flushed, then published) shows it and everything before.
+        let mut ws = s.begin();
+        ws.push_outbox(&entry("later")).unwrap();
+        ws.commit().unwrap();
+        let (_, first) = s.outbox_first(Platform::Slack).unwrap().unwrap();
+        assert_eq!(first.text, "early");
+        // After a restart everything stored is durable.
+        drop(s);
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            s.outbox_first(Platform::Slack).unwrap().unwrap().1.text,
+            "early"
+        );
     }
 }
