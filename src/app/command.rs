@@ -6,6 +6,7 @@ use super::route::Origin;
 use super::App;
 use crate::core::command::{Command, UsageError};
 use crate::core::engine::{Changes, Reply};
+use crate::core::message::Visibility;
 use crate::core::{EnvName, Platform, UserId};
 use crate::store::WriteSet;
 use anyhow::Result;
@@ -28,7 +29,7 @@ impl App {
             Err(usage) => Changes {
                 reply: Some(Reply {
                     text: usage.to_string(),
-                    private: true,
+                    visibility: Visibility::Ephemeral,
                 }),
                 ..Default::default()
             },
@@ -69,7 +70,7 @@ impl App {
                     self.cfg.env_names(),
                     history.usage_on(platform)
                 ),
-                private: true,
+                visibility: Visibility::Ephemeral,
             });
         }
         let runs = ws.history(env, limit)?;
@@ -86,7 +87,7 @@ impl App {
         };
         Ok(Reply {
             text,
-            private: false,
+            visibility: Visibility::InChannel,
         })
     }
 }

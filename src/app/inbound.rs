@@ -179,7 +179,7 @@ impl App {
         let answer = match reply {
             Some(reply) => Answer {
                 text: super::route::mentions_for(&self.cfg, r.platform, &reply.text),
-                visibility: Visibility::private(reply.private),
+                visibility: reply.visibility,
             },
             None => Answer::ephemeral("Done."),
         };
@@ -325,7 +325,7 @@ impl App {
                 text: format!(
                     "greenlight does not know {platform} user {user}: add `{platform} = \"{user}\"` to your entry under [users]"
                 ),
-                private: true,
+                visibility: Visibility::Ephemeral,
             }),
             ..Default::default()
         }
@@ -365,7 +365,7 @@ impl App {
                         &msg.channel,
                         thread,
                         &reply.text,
-                        reply.private.then(|| user.clone()),
+                        reply.visibility.is_ephemeral().then(|| user.clone()),
                         None,
                         now,
                     )?;

@@ -161,7 +161,7 @@ fn route_reply<'a>(
             channel: channel.clone(),
             thread_id: thread_id.clone(),
             text: reply.text.clone(),
-            visible_to: reply.private.then(|| user.0.clone()),
+            visible_to: reply.visibility.is_ephemeral().then(|| user.0.clone()),
         }),
         Origin::Slack {
             channel,
@@ -180,7 +180,7 @@ fn route_reply<'a>(
                 edit: false,
                 buttons: false,
                 respond_url: url,
-                ephemeral_to: reply.private.then(|| user.clone()),
+                ephemeral_to: reply.visibility.is_ephemeral().then(|| user.clone()),
             }))
         }
         Origin::Discord => None,

@@ -3,6 +3,7 @@
 use super::*;
 use crate::core::engine::Reply;
 use crate::core::message::MsgKey;
+use crate::core::message::Visibility;
 use crate::core::EnvName;
 use std::sync::Arc;
 
@@ -151,7 +152,7 @@ fn an_answer_goes_back_to_its_origin() {
     let ch = Changes {
         reply: Some(Reply {
             text: "no, <@alice>".into(),
-            private: true,
+            visibility: Visibility::Ephemeral,
         }),
         ..Default::default()
     };

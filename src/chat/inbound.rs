@@ -3,6 +3,7 @@
 //! adapter that acknowledges after `Inbox::handle` returns acknowledges only persisted work.
 
 use crate::core::command::Command;
+pub use crate::core::message::Visibility;
 use crate::core::Platform;
 use std::future::Future;
 use std::pin::Pin;
@@ -68,29 +69,6 @@ impl Button {
     /// The button an `action_id` names; `None` for anything else (ignored).
     pub fn from_action_id(id: &str) -> Option<Button> {
         Button::ALL.into_iter().find(|b| b.action_id() == id)
-    }
-}
-
-/// Who sees an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Visibility {
-    /// Only the person it answers (Slack and Discord ephemeral replies).
-    Ephemeral,
-    /// Everyone in the channel.
-    InChannel,
-}
-
-impl Visibility {
-    pub fn private(private: bool) -> Visibility {
-        if private {
-            Visibility::Ephemeral
-        } else {
-            Visibility::InChannel
-        }
-    }
-
-    pub fn is_ephemeral(self) -> bool {
-        self == Visibility::Ephemeral
     }
 }
 

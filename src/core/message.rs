@@ -172,6 +172,30 @@ pub fn checklist_parent(version: &str, display: &str, run: RunId) -> String {
     format!("📋 Pre-deployment checklist: {version} → {display} (run {run})")
 }
 
+/// Who sees an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Only the person it answers (Slack and Discord ephemeral replies).
+    Ephemeral,
+    /// Everyone in the channel.
+    InChannel,
+}
+
+impl Visibility {
+    /// `Ephemeral` when only one person is to see it.
+    pub fn private(private: bool) -> Visibility {
+        if private {
+            Visibility::Ephemeral
+        } else {
+            Visibility::InChannel
+        }
+    }
+
+    pub fn is_ephemeral(self) -> bool {
+        self == Visibility::Ephemeral
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

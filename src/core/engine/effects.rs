@@ -4,6 +4,7 @@
 use crate::core::analysis::Sample;
 use crate::core::event::Event;
 use crate::core::message::Post;
+use crate::core::message::Visibility;
 use crate::core::state::{EnvState, Run};
 use crate::core::{Colour, EnvName, RunId};
 use chrono::{DateTime, Utc};
@@ -108,21 +109,21 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub text: String,
-    /// Only the sender sees it (errors and refusals).
-    pub private: bool,
+    /// Errors and refusals are `Ephemeral`: only the sender sees them.
+    pub visibility: Visibility,
 }
 
 impl Reply {
     pub(super) fn public(text: impl Into<String>) -> Reply {
         Reply {
             text: text.into(),
-            private: false,
+            visibility: Visibility::InChannel,
         }
     }
     pub(super) fn private(text: impl Into<String>) -> Reply {
         Reply {
             text: text.into(),
-            private: true,
+            visibility: Visibility::Ephemeral,
         }
     }
 }

@@ -169,7 +169,7 @@ fn nothing(ch: &Changes) -> bool {
 
 fn reply(ch: &Changes) -> (&str, bool) {
     let r = ch.reply.as_ref().expect("a reply");
-    (r.text.as_str(), r.private)
+    (r.text.as_str(), r.visibility.is_ephemeral())
 }
 
 fn has(texts: &[&str], fragment: &str) -> bool {

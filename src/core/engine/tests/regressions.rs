@@ -104,7 +104,7 @@ fn a_version_pattern_is_per_environment() {
     let ch = e.command(&user("alice"), parse("/deploy release-42 prod"), wed(10, 0));
     let r = ch.reply.unwrap();
     assert!(
-        r.private
+        r.visibility.is_ephemeral()
             && r.text
                 .contains("invalid version \"release-42\" for Production"),
         "{}",
