@@ -57,6 +57,23 @@ pub struct OutboxEntry {
     pub ephemeral_to: Option<String>,
 }
 
+impl OutboxEntry {
+    /// A plain new message to `channel`: no key, thread, buttons or private recipient.
+    pub fn new(platform: Platform, channel: impl Into<String>, text: impl Into<String>) -> Self {
+        OutboxEntry {
+            platform,
+            channel: channel.into(),
+            text: text.into(),
+            key: None,
+            thread_key: None,
+            edit: false,
+            buttons: false,
+            respond_url: None,
+            ephemeral_to: None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -749,17 +766,7 @@ mod tests {
     fn deliverers_see_an_outbox_entry_only_once_it_is_flushed() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
-        let entry = |text: &str| OutboxEntry {
-            platform: Platform::Slack,
-            channel: "C1".into(),
-            text: text.into(),
-            key: None,
-            thread_key: None,
-            edit: false,
-            buttons: false,
-            respond_url: None,
-            ephemeral_to: None,
-        };
+        let entry = |text: &str| OutboxEntry::new(Platform::Slack, "C1", text);
         // Applied but not flushed (the window between sled's apply_batch and flush): unseen.
         let seq = s.db.generate_id().unwrap();
         let k = format!("outbox/slack/{seq:020}");

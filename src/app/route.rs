@@ -172,15 +172,14 @@ fn route_reply<'a>(
             // No response URL: a post in the thread, or chat.postEphemeral when private.
             let url = Some(response_url.clone()).filter(|u| !u.is_empty());
             Some(Delivery::Outbox(OutboxEntry {
-                platform: Platform::Slack,
-                channel: channel.clone(),
-                text: mentions_for(cfg, Platform::Slack, &reply.text),
-                key: None,
                 thread_key: thread_key.clone().filter(|_| url.is_none()),
-                edit: false,
-                buttons: false,
                 respond_url: url,
                 ephemeral_to: reply.visibility.is_ephemeral().then(|| user.clone()),
+                ..OutboxEntry::new(
+                    Platform::Slack,
+                    channel.clone(),
+                    mentions_for(cfg, Platform::Slack, &reply.text),
+                )
             }))
         }
         Origin::Discord => None,

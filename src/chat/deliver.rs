@@ -223,17 +223,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn entry(text: &str) -> OutboxEntry {
-        OutboxEntry {
-            platform: Platform::Slack,
-            channel: "C1".into(),
-            text: text.into(),
-            key: None,
-            thread_key: None,
-            edit: false,
-            buttons: false,
-            respond_url: None,
-            ephemeral_to: None,
-        }
+        OutboxEntry::new(Platform::Slack, "C1", text)
     }
 
     /// Each attempt first records what `/readyz` would say at that moment (so the record shows

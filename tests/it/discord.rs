@@ -24,6 +24,25 @@ fn discord_config(api_url: &str) -> String {
         .replace("[bot]\n", &format!("[discord]\napi_url = \"{api_url}\"\nguild_id = \"{GUILD_ID}\"\n\n[bot]\n"))
 }
 
+/// A fake Discord and the bot connected to it (the temp dir holds its config and data).
+async fn discord_bot() -> (FakeDiscord, tempfile::TempDir, Bot) {
+    let fake = FakeDiscord::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("greenlight.toml"),
+        discord_config(&fake.api_url()),
+    )
+    .unwrap();
+    let bot = Bot::start_with(
+        tmp.path(),
+        &[],
+        &[("DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN)],
+    )
+    .await;
+    fake.wait_connected(1, LONG).await;
+    (fake, tmp, bot)
+}
+
 fn s(v: &str) -> OptionValue {
     OptionValue::String(v.to_string())
 }
@@ -56,20 +75,7 @@ async fn checklist(fake: &FakeDiscord, run: u64) -> (String, String, Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_staging_lifecycle_in_discord() {
-    let fake = FakeDiscord::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("greenlight.toml"),
-        discord_config(&fake.api_url()),
-    )
-    .unwrap();
-    let bot = Bot::start_with(
-        tmp.path(),
-        &[],
-        &[("DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN)],
-    )
-    .await;
-    fake.wait_connected(1, LONG).await;
+    let (fake, _tmp, bot) = discord_bot().await;
 
     // Guild commands registered at start, with the environments as choices.
     let cmds = fake.wait_commands(LONG).await.to_string();
@@ -324,20 +330,7 @@ async fn slack_and_discord_at_once_each_where_it_belongs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_mentions_the_bot_takes_the_chat_grammar() {
     use crate::fake_discord::BOT_USER_ID;
-    let fake = FakeDiscord::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("greenlight.toml"),
-        discord_config(&fake.api_url()),
-    )
-    .unwrap();
-    let _bot = Bot::start_with(
-        tmp.path(),
-        &[],
-        &[("DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN)],
-    )
-    .await;
-    fake.wait_connected(1, LONG).await;
+    let (fake, _tmp, _bot) = discord_bot().await;
     fake.wait_commands(LONG).await;
     // No privileged intent is asked for.
     assert_eq!(fake.intents().unwrap() & (1 << 15), 0, "MESSAGE_CONTENT");

@@ -1,3 +1,6 @@
+//! Tests of the Discord adapter: typed options to commands (and their usage in Discord's grammar),
+//! mentions, emoji, reaction dedup, and the REST client and gateway against fakes on loopback.
+
 use super::client::*;
 use super::command::*;
 use super::gateway::*;

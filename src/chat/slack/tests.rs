@@ -1,3 +1,7 @@
+//! Tests of the Slack adapter without Slack: conversion to `Inbound`, signatures, blocks, the
+//! Web API client against a local fake, Socket Mode acking only after the
+//! app answers and reconnecting.
+
 use super::client::*;
 use super::socket::*;
 use super::*;
