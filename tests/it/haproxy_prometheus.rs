@@ -305,6 +305,30 @@ critical = true
         }
     }
 
+    /// Waits until Prometheus counts at least `n` requests to `colour` in the window: after a
+    /// switch back, the old colour's window refills over a scrape or two, and a baseline taken
+    /// before that would be too thin to judge latency by (the trigger is then skipped).
+    pub async fn wait_requests(&self, colour: &str, n: f64) {
+        let cfg: greenlight::metrics::prometheus::PrometheusConfig = serde_json::from_value(
+            serde_json::json!({"url": self.prometheus_url, "window": WINDOW}),
+        )
+        .unwrap();
+        let p = greenlight::metrics::prometheus::Prometheus::new(cfg).unwrap();
+        let deadline = Instant::now() + LONG;
+        loop {
+            if let greenlight::core::analysis::Sample::Data(m) = p.sample(colour, "lb").await {
+                if m.requests >= n {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{colour} never had {n} requests in the window"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until no sample of `colour` is left in Prometheus' rate window (its last process was
     /// stopped), so the next deploy of that colour is judged on its own data only.
     pub async fn wait_window_clear(&self, colour: &str) {
@@ -554,7 +578,8 @@ async fn haproxy_switch_prometheus_analysis_and_rollbacks() {
     );
     bot.say("alice", "/deploy unlock lb").await;
 
-    // 3. A latency spike.
+    // 3. A latency spike, judged against a baseline of green's steady traffic (min_requests is 5).
+    lb.wait_requests("green", 20.0).await;
     bot.say("alice", "/deploy v1.2.1-slow lb").await;
     bot.approve_all(3, "bob").await;
     wait_until_live(&lb, "blue").await;
