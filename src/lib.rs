@@ -8,6 +8,7 @@ pub mod demo_traffic;
 pub mod deploy;
 pub mod http;
 pub mod metrics;
+pub mod remote;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

@@ -597,6 +597,48 @@ impl Store {
     }
 }
 
+/// What steps with external side effects started (a workflow dispatch, a sync), keyed by
+/// `StepCtx::key`: written and flushed before the step acts, so after a crash the step follows
+/// what it started instead of starting it again. Its own sled tree beside the loop's, written
+/// from the IO tasks (sled is safe to share); values are JSON the step defines.
+#[derive(Clone)]
+pub struct Journal {
+    db: sled::Db,
+    t: sled::Tree,
+}
+
+impl Journal {
+    /// What the step recorded under `key`, if anything (an unreadable record reads as none
+    /// of this type: the step decides what that means).
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        Ok(match self.t.get(key.as_bytes())? {
+            Some(v) => Some(serde_json::from_slice(&v)?),
+            None => None,
+        })
+    }
+
+    /// Records `value` under `key` and waits until it is on disk.
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.t.insert(key.as_bytes(), serde_json::to_vec(value)?)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// A journal in a temporary store of its own (driver tests).
+    pub fn scratch(dir: &Path) -> Result<Journal> {
+        Store::open(dir, 1 << 20)?.journal()
+    }
+}
+
+impl Store {
+    pub fn journal(&self) -> Result<Journal> {
+        Ok(Journal {
+            db: self.db.clone(),
+            t: self.db.open_tree("journal")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

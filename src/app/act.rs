@@ -7,7 +7,7 @@ use crate::config::{Config, EnvConfig};
 use crate::core::analysis::Sample;
 use crate::core::engine::{Action, Outcome, Phase};
 use crate::core::{Colour, EnvName, RunId};
-use crate::deploy::Driver;
+use crate::deploy::{Driver, StepCtx};
 use crate::metrics::scrape::Scraper;
 use crate::metrics::{MetricsProvider, Target, Window};
 use std::collections::{BTreeMap, HashMap};
@@ -190,7 +190,11 @@ impl Task {
             } => (
                 run,
                 attempt,
-                Outcome::DeployIdle(self.driver.deploy(colour, &version).await),
+                Outcome::DeployIdle(
+                    self.driver
+                        .deploy(colour, &version, &self.ctx(run, attempt))
+                        .await,
+                ),
             ),
             Action::Verify {
                 run,
@@ -222,7 +226,7 @@ impl Task {
             } => (
                 run,
                 attempt,
-                Outcome::Switch(self.switch(run, to, from).await),
+                Outcome::Switch(self.switch(run, attempt, to, from).await),
             ),
             Action::Sample {
                 run,
@@ -239,7 +243,11 @@ impl Task {
             } => (
                 run,
                 attempt,
-                Outcome::SwitchBack(self.driver.switch_back(to, from).await),
+                Outcome::SwitchBack(
+                    self.driver
+                        .switch_back(to, from, &self.ctx(run, attempt))
+                        .await,
+                ),
             ),
             Action::Teardown { colour, .. } => {
                 self.driver.teardown(colour).await;
@@ -256,6 +264,18 @@ impl Task {
                 }
             }
         })
+    }
+
+    /// What a step of run `run` knows of it; its notes go to the loop as `AppEvent::Note`.
+    fn ctx(&self, run: RunId, attempt: u32) -> StepCtx {
+        let tx = self.tx.clone();
+        let notes = move |text: String| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(AppEvent::Note { run, attempt, text }).await;
+            });
+        };
+        StepCtx::new(run, self.env_name.clone(), Arc::new(notes))
     }
 
     /// The colour a sample is about.
@@ -279,8 +299,14 @@ impl Task {
     }
 
     /// Switches, then starts the run's monitoring window on the new colour.
-    async fn switch(&self, run: RunId, to: Colour, from: Option<Colour>) -> Result<(), String> {
-        let r = self.driver.switch(to, from).await;
+    async fn switch(
+        &self,
+        run: RunId,
+        attempt: u32,
+        to: Colour,
+        from: Option<Colour>,
+    ) -> Result<(), String> {
+        let r = self.driver.switch(to, from, &self.ctx(run, attempt)).await;
         if r.is_ok() {
             self.metrics.mark(&self.target(to), run).await;
         }

@@ -45,6 +45,7 @@ critical = true
         &env.traffic,
         &env.secrets,
         std::path::Path::new("unused"),
+        &crate::store::Journal::scratch(tempfile::tempdir().unwrap().path()).unwrap(),
     )
     .await
     .unwrap();
@@ -182,22 +183,24 @@ impl crate::deploy::TrafficStep for StubTraffic {
     fn observe(&self) -> crate::deploy::BoxFuture<'_, LiveView> {
         Box::pin(async { LiveView::Seen(Some(Colour::Blue)) })
     }
-    fn switch(
-        &self,
+    fn switch<'a>(
+        &'a self,
         to: Colour,
         from: Option<Colour>,
-    ) -> crate::deploy::BoxFuture<'_, Result<(), String>> {
+        _ctx: &'a crate::deploy::StepCtx,
+    ) -> crate::deploy::BoxFuture<'a, Result<(), String>> {
         self.calls
             .lock()
             .unwrap()
             .push(format!("switch {to} from {from:?}"));
         Box::pin(async { Ok(()) })
     }
-    fn switch_back(
-        &self,
+    fn switch_back<'a>(
+        &'a self,
         to: Colour,
         from: Colour,
-    ) -> crate::deploy::BoxFuture<'_, Result<(), String>> {
+        _ctx: &'a crate::deploy::StepCtx,
+    ) -> crate::deploy::BoxFuture<'a, Result<(), String>> {
         self.calls
             .lock()
             .unwrap()

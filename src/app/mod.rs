@@ -59,6 +59,12 @@ pub enum AppEvent {
         attempt: u32,
         outcome: Outcome,
     },
+    /// A step reported progress (a workflow run's link) while it ran.
+    Note {
+        run: RunId,
+        attempt: u32,
+        text: String,
+    },
     /// The traffic step's answer outside any run (looking again at an unseen environment).
     Observed {
         env: EnvName,
@@ -138,6 +144,7 @@ impl App {
         };
         let _ = store.prune_idempotency(Utc::now() - chrono::Duration::hours(24));
         let now = Utc::now();
+        let journal = store.journal()?;
         // Every environment's restored state in one batch, one flush; then the actions.
         let mut ws = store.begin();
         for (name, env) in &cfg.environments {
@@ -147,6 +154,7 @@ impl App {
                 &env.traffic,
                 &env.secrets,
                 &cfg.bot.data_dir,
+                &journal,
             )
             .await
             .with_context(|| format!("environment {name}"))?;
@@ -246,6 +254,10 @@ impl App {
                 outcome,
             } => {
                 let ch = self.engine.result(run, attempt, outcome, now);
+                self.stage(ws, ch, None, now)?;
+            }
+            AppEvent::Note { run, attempt, text } => {
+                let ch = self.engine.note(run, attempt, &text, now);
                 self.stage(ws, ch, None, now)?;
             }
             AppEvent::Observed { env, view } => {

@@ -93,6 +93,9 @@ pub enum What {
         phase: Phase,
         outcome: String,
     },
+    /// What a deploy or traffic step reported while it ran (a workflow run's link, a
+    /// pipeline's id), as posted in the run's thread.
+    StepNote(String),
     /// A sentence this version does not know (kept as it was written).
     Other(String),
 }
@@ -140,6 +143,7 @@ impl fmt::Display for What {
             What::SwitchIntent { to } => write!(f, "switch intent: traffic to {to}"),
             What::Switched { to } => write!(f, "traffic switched to {to}"),
             What::Inconclusive(why) => write!(f, "inconclusive: {why}"),
+            What::StepNote(text) => write!(f, "step: {text}"),
             What::RollbackTrigger(why) => write!(f, "rollback trigger: {why}"),
             What::ManualRollback { by, reason } => {
                 write!(f, "manual rollback by {by}")?;
@@ -197,7 +201,8 @@ impl What {
 
     /// Kinds that are a fixed prefix and a free detail.
     fn with_prefix(s: &str) -> Option<What> {
-        let rows: [(&str, Reader); 11] = [
+        let rows: [(&str, Reader); 12] = [
+            ("step: ", |r| Some(What::StepNote(r.into()))),
             ("reaction not counted: ", |r| {
                 Some(What::NotCounted(r.into()))
             }),
@@ -372,6 +377,7 @@ mod tests {
                 phase: Phase::RolledBack,
                 outcome: "rolled back: error rate (200 requests)".into(),
             },
+            What::StepNote("GitHub Actions run 42: https://github.example/runs/42".into()),
             What::Other("something an older version said".into()),
         ];
         for w in kinds {

@@ -1,7 +1,7 @@
 //! The `local` driver: the bundled demo app per colour as child processes that die with the
 //! bot, and a small HTTP router on the environment's port that sends traffic to the live colour.
 
-use super::{BoxFuture, DeployStep, TrafficStep};
+use super::{BoxFuture, DeployStep, StepCtx, TrafficStep};
 use crate::core::engine::LiveView;
 use crate::core::{Colour, EnvName};
 use anyhow::{anyhow, Context, Result};
@@ -249,7 +249,12 @@ impl DeployStep for LocalDriver {
         LocalDriver::url(self, colour)
     }
 
-    fn deploy<'a>(&'a self, colour: Colour, version: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn deploy<'a>(
+        &'a self,
+        colour: Colour,
+        version: &'a str,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             LocalDriver::deploy(self, colour, version)
                 .await
@@ -281,7 +286,12 @@ impl TrafficStep for LocalDriver {
         Box::pin(async move { LiveView::Seen(self.live()) })
     }
 
-    fn switch(&self, to: Colour, _from: Option<Colour>) -> BoxFuture<'_, Result<(), String>> {
+    fn switch<'a>(
+        &'a self,
+        to: Colour,
+        _from: Option<Colour>,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             LocalDriver::switch(self, to)
                 .await

@@ -19,7 +19,7 @@ pub mod schema;
 mod start;
 
 use crate::core::engine::LiveView;
-use crate::core::Colour;
+use crate::core::{Colour, EnvName, RunId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,12 +27,50 @@ use std::sync::Arc;
 /// A future a step returns (the traits are object-safe, so they cannot use `async fn`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a step knows of the run it works for. `key` names the step of the run and stays the
+/// same across a restart (a redeploy after a crash is the same step), so a step with an
+/// external side effect (a workflow dispatch, a sync) records it in the store's journal under
+/// that key before acting, and after a restart follows what it started instead of starting
+/// it again. `note` puts a line in the run's status message (a workflow run's link).
+#[derive(Clone)]
+pub struct StepCtx {
+    pub run: RunId,
+    pub env: EnvName,
+    notes: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl StepCtx {
+    pub fn new(run: RunId, env: EnvName, notes: Arc<dyn Fn(String) + Send + Sync>) -> StepCtx {
+        StepCtx { run, env, notes }
+    }
+
+    /// A context whose notes go nowhere (tests, and steps outside a run).
+    pub fn detached(run: RunId, env: EnvName) -> StepCtx {
+        StepCtx::new(run, env, Arc::new(|_| {}))
+    }
+
+    /// The journal key of this run's `step` (`deploy`, `switch`, `switch_back`).
+    pub fn key(&self, step: &str) -> String {
+        format!("{}/{}/{step}", self.env, self.run.0)
+    }
+
+    /// Reports progress in the run's status message (one line; secrets already masked).
+    pub fn note(&self, text: impl Into<String>) {
+        (self.notes)(text.into())
+    }
+}
+
 /// Puts versions on colours. Errors are one reason fit for the run's thread.
 pub trait DeployStep: Send + Sync {
     /// Base URL of a colour, for health checks, smoke tests and metrics (`None`: not running).
     fn url(&self, colour: Colour) -> Option<String>;
     /// Starts `version` on `colour`, replacing whatever ran there.
-    fn deploy<'a>(&'a self, colour: Colour, version: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    fn deploy<'a>(
+        &'a self,
+        colour: Colour,
+        version: &'a str,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// Takes `colour` down (a failure is logged, never fatal: the colour is idle).
     fn teardown(&self, colour: Colour) -> BoxFuture<'_, ()>;
     /// At start, brings the environment back as the store knows it (a step that keeps no
@@ -53,10 +91,20 @@ pub trait TrafficStep: Send + Sync {
     /// that cannot answer is `Unseen`, one that has no way to ask is `Unasked`.
     fn observe(&self) -> BoxFuture<'_, LiveView>;
     /// Sends traffic to `to` (from `from`).
-    fn switch(&self, to: Colour, from: Option<Colour>) -> BoxFuture<'_, Result<(), String>>;
+    fn switch<'a>(
+        &'a self,
+        to: Colour,
+        from: Option<Colour>,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// Sends traffic back to `to` after a failed release (by default, a switch).
-    fn switch_back(&self, to: Colour, from: Colour) -> BoxFuture<'_, Result<(), String>> {
-        self.switch(to, Some(from))
+    fn switch_back<'a>(
+        &'a self,
+        to: Colour,
+        from: Colour,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.switch(to, Some(from), ctx)
     }
 }
 
@@ -83,18 +131,23 @@ impl Driver {
         self.deploy.url(colour)
     }
 
-    pub async fn deploy(&self, colour: Colour, version: &str) -> Result<(), String> {
-        self.deploy.deploy(colour, version).await
+    pub async fn deploy(&self, colour: Colour, version: &str, ctx: &StepCtx) -> Result<(), String> {
+        self.deploy.deploy(colour, version, ctx).await
     }
 
     /// Sends traffic to `to` (from `from`).
-    pub async fn switch(&self, to: Colour, from: Option<Colour>) -> Result<(), String> {
-        self.traffic.switch(to, from).await
+    pub async fn switch(
+        &self,
+        to: Colour,
+        from: Option<Colour>,
+        ctx: &StepCtx,
+    ) -> Result<(), String> {
+        self.traffic.switch(to, from, ctx).await
     }
 
     /// Sends traffic back to `to` after a failed release (the `rollback` commands if any).
-    pub async fn switch_back(&self, to: Colour, from: Colour) -> Result<(), String> {
-        self.traffic.switch_back(to, from).await
+    pub async fn switch_back(&self, to: Colour, from: Colour, ctx: &StepCtx) -> Result<(), String> {
+        self.traffic.switch_back(to, from, ctx).await
     }
 
     pub async fn teardown(&self, colour: Colour) {

@@ -6,18 +6,22 @@ use super::local::LocalDriver;
 use super::schema::{DeployConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
 use crate::core::EnvName;
+use crate::store::Journal;
 use std::path::Path;
 use std::sync::Arc;
 
 impl Driver {
-    /// Builds the driver of an environment (the local driver binds its router here).
+    /// Builds the driver of an environment (the local driver binds its router here). `journal`
+    /// is where steps with external side effects record them before acting.
     pub async fn start(
         env: &EnvName,
         deploy: &DeployConfig,
         traffic: &TrafficConfig,
         secrets: &[String],
         data_dir: &Path,
+        journal: &Journal,
     ) -> anyhow::Result<Driver> {
+        let _ = journal; // used by the steps with external side effects
         Ok(match deploy {
             DeployConfig::Local(l) => {
                 let local = LocalDriver::start(env.clone(), l.port, data_dir).await?;

@@ -14,6 +14,21 @@ use crate::core::{Colour, RunId};
 use chrono::{DateTime, Utc};
 
 impl Engine {
+    /// A step reported something while it ran (a workflow run's link, a pipeline's id): one
+    /// line in the run's status message and its audit log. A note of an earlier attempt, or of
+    /// a run that ended, is dropped.
+    pub fn note(&mut self, id: RunId, attempt: u32, text: &str, now: DateTime<Utc>) -> Changes {
+        let mut tx = Tx::new(now);
+        match self.runs.get(&id) {
+            Some(run) if run.attempt == attempt && !run.phase.is_terminal() => {}
+            _ => return tx.ch,
+        }
+        let text = crate::core::text::clip(&crate::core::text::one_line(text), 300);
+        tx.event(id, None, What::StepNote(text.clone()));
+        self.status_line(&mut tx, id, wording::step_note(&text));
+        self.finish(tx)
+    }
+
     /// The result of an action for run `id`; results of an earlier attempt are stale and
     /// ignored, and so is a result the run's phase does not wait for.
     pub fn result(

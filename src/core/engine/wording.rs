@@ -24,6 +24,11 @@ pub fn step(line: &str) -> String {
     format!("▶ {line}")
 }
 
+/// What a deploy or traffic step reported while it ran (a workflow run's link).
+pub fn step_note(text: &str) -> String {
+    format!("↳ {text}")
+}
+
 // ---- commands -------------------------------------------------------------------------
 
 pub fn unknown_env(env: &EnvName, known: &str, usage: &str) -> String {

@@ -12,7 +12,7 @@ pub use crate::core::text::{mask, render_template};
 pub use process::{expand_env_refs, render_argv, run, CommandOutcome, RunSpec};
 pub use schema::{CommandDriverConfig, CommandTrafficConfig};
 
-use super::{BoxFuture, DeployStep, TrafficStep};
+use super::{BoxFuture, DeployStep, StepCtx, TrafficStep};
 use crate::core::engine::LiveView;
 use crate::core::{Colour, EnvName};
 use std::collections::BTreeMap;
@@ -49,7 +49,12 @@ impl DeployStep for CommandDeploy {
         })
     }
 
-    fn deploy<'a>(&'a self, colour: Colour, version: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn deploy<'a>(
+        &'a self,
+        colour: Colour,
+        version: &'a str,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         let steps = &self.cfg.deploy_idle;
         Box::pin(
             self.runner
@@ -86,13 +91,23 @@ impl TrafficStep for CommandTraffic {
         })
     }
 
-    fn switch(&self, to: Colour, from: Option<Colour>) -> BoxFuture<'_, Result<(), String>> {
+    fn switch<'a>(
+        &'a self,
+        to: Colour,
+        from: Option<Colour>,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         let steps = &self.cfg.switch;
         Box::pin(self.runner.run_steps("switch", steps, to, from, None))
     }
 
     /// The `rollback` commands if any, else `switch` again.
-    fn switch_back(&self, to: Colour, from: Colour) -> BoxFuture<'_, Result<(), String>> {
+    fn switch_back<'a>(
+        &'a self,
+        to: Colour,
+        from: Colour,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         let (what, steps) = match &self.cfg.rollback {
             Some(r) => ("rollback", r),
             None => ("switch", &self.cfg.switch),

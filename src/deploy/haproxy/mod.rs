@@ -17,7 +17,7 @@
 //!   new traffic), waits until a check has passed (check health at its top, rise + fall - 1,
 //!   read from `show stat`), and only then sets it `ready` and drains the old colour.
 
-use super::{BoxFuture, TrafficStep};
+use super::{BoxFuture, StepCtx, TrafficStep};
 use crate::core::engine::LiveView;
 use crate::core::text::join_lines;
 use crate::core::Colour;
@@ -639,7 +639,12 @@ impl TrafficStep for HaproxyDriver {
         })
     }
 
-    fn switch(&self, to: Colour, from: Option<Colour>) -> BoxFuture<'_, Result<(), String>> {
+    fn switch<'a>(
+        &'a self,
+        to: Colour,
+        from: Option<Colour>,
+        _ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(HaproxyDriver::switch(self, to, from))
     }
 }
