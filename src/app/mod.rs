@@ -29,20 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Fault injection for the crash tests: `GREENLIGHT_FAULT=before:switch` (or `after:<action>`,
-/// `persisted:<phase>`, `unflushed:<n>`) makes the bot SIGKILL itself at that point, exactly
-/// as a crash would.
-fn fault(point: &str) {
-    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let f = FAULT.get_or_init(|| std::env::var("GREENLIGHT_FAULT").ok());
-    if f.as_deref() == Some(point) {
-        tracing::warn!(point, "fault injection: killing myself");
-        // SAFETY: kill(2) on our own pid.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
+use crate::telemetry::fault;
 
 pub use crate::chat::ApiError;
 
