@@ -5,11 +5,13 @@
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
 use crate::deploy::command::schema as command;
+use crate::deploy::gitlab::schema as gitlab;
 use crate::deploy::haproxy;
 use crate::deploy::local::LocalSection;
 use crate::deploy::schema::{DeployConfig, TrafficConfig};
 use crate::metrics::schema::MetricsConfig;
 use crate::metrics::schema::MetricsSection;
+use crate::remote::gitlab::Keys as GitlabKeys;
 use crate::verify::SmokeStep;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,6 +128,7 @@ struct RawItem {
 enum RawDeploy {
     Local(LocalSection),
     Command(command::DeploySection),
+    Gitlab(gitlab::DeploySection),
 }
 
 /// `[environments.X.traffic]`: `driver` picks the traffic step, whose schema the rest is.
@@ -158,10 +161,12 @@ struct RawMonitor {
 
 // ---- validation -------------------------------------------------------------------------
 
-/// One environment; `groups` are the groups that have somebody in them.
+/// One environment; `groups` are the groups that have somebody in them, `gitlab` the
+/// top-level `[gitlab]` keys.
 pub(super) fn environment(
     cx: &Ctx,
     groups: &BTreeSet<&str>,
+    gitlab: &GitlabKeys,
     key: Spanned<String>,
     e: RawEnv,
 ) -> Result<EnvConfig, ConfigError> {
@@ -174,7 +179,7 @@ pub(super) fn environment(
     }
     let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
     let checklist = checklist(cx, groups, e.checklist)?;
-    let (deploy, traffic, mut secrets) = steps(cx, &key, e.deploy, e.traffic)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, gitlab, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
@@ -298,6 +303,7 @@ fn checklist(
 fn steps(
     cx: &Ctx,
     key: &Spanned<String>,
+    gitlab: &GitlabKeys,
     deploy: Option<Spanned<RawDeploy>>,
     traffic: Option<Spanned<RawTraffic>>,
 ) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
@@ -305,7 +311,7 @@ fn steps(
     let Some(deploy_raw) = deploy else {
         return cx.err(
             key.span(),
-            format!("environment \"{name}\" has no [environments.{name}.deploy] section: set driver = \"local\" or \"command\""),
+            format!("environment \"{name}\" has no [environments.{name}.deploy] section: set driver = \"local\", \"command\" or \"gitlab\""),
         );
     };
     let span = deploy_raw.span();
@@ -319,6 +325,19 @@ fn steps(
         RawDeploy::Command(c) => c
             .validate(name, cx.lookup)
             .or_else(|m| cx.err(span.clone(), m))?,
+        RawDeploy::Gitlab(g) => {
+            let g = g
+                .validate(name, span.clone(), gitlab, cx.lookup)
+                .or_else(|(at, m)| cx.err(at, m))?;
+            let Some(t) = traffic else {
+                return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: a gitlab deploy needs an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
+            };
+            let traffic = traffic_section(cx, name, t)?;
+            if let TrafficConfig::Command(t) = &traffic {
+                check_switch_templates(name, t).or_else(|m| cx.err(span, m))?;
+            }
+            return Ok((DeployConfig::Gitlab(g.deploy), traffic, g.secrets));
+        }
     };
     let traffic = match (traffic, c.traffic) {
         (Some(t), sw) => {
@@ -326,11 +345,7 @@ fn steps(
             if sw.is_some() {
                 return cx.err(tspan, format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
             }
-            match t.into_inner() {
-                RawTraffic::Command(t) => t.validate(name).map(TrafficConfig::Command),
-                RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
-            }
-            .or_else(|m| cx.err(tspan, m))?
+            traffic_section(cx, name, t)?
         }
         (None, Some(sw)) => TrafficConfig::Command(sw),
         (None, None) => {
@@ -346,6 +361,33 @@ fn steps(
     };
     command::check_templates(name, &c.deploy, command_traffic).or_else(|m| cx.err(span, m))?;
     Ok((DeployConfig::Command(c.deploy), traffic, c.secrets))
+}
+
+/// `[environments.X.traffic]`, validated.
+fn traffic_section(
+    cx: &Ctx,
+    name: &str,
+    t: Spanned<RawTraffic>,
+) -> Result<TrafficConfig, ConfigError> {
+    let tspan = t.span();
+    match t.into_inner() {
+        RawTraffic::Command(t) => t.validate(name).map(TrafficConfig::Command),
+        RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
+    }
+    .or_else(|m| cx.err(tspan, m))
+}
+
+/// The switch templates of a command traffic step beside a deploy step that is not `command`.
+fn check_switch_templates(name: &str, t: &command::CommandTrafficConfig) -> Result<(), String> {
+    let no_deploy = command::CommandDriverConfig {
+        deploy_idle: vec![],
+        teardown: None,
+        timeout: Duration::from_secs(1),
+        env: BTreeMap::new(),
+        blue_url: String::new(),
+        green_url: String::new(),
+    };
+    command::check_templates(name, &no_deploy, Some(t))
 }
 
 fn smoke_vars(

@@ -3,7 +3,8 @@
 //! references read from the environment, never stored in the file.
 //!
 //! One file per part of the file: `bot.rs` (`[bot]`, `[local]`, `[slack]`, `[discord]`),
-//! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`). A driver's or
+//! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`); `[gitlab]` is
+//! `remote::gitlab::settings`. A driver's or
 //! provider's own section is its component's schema (`deploy::command::schema`,
 //! `deploy::haproxy`, `deploy::local`, `metrics::schema`, `verify::SmokeStep`): config
 //! knows which section holds it and adds line numbers, never its fields.
@@ -89,6 +90,7 @@ struct Raw {
     local: bot::RawLocal,
     slack: Option<bot::RawSlack>,
     discord: Option<bot::RawDiscord>,
+    gitlab: Option<crate::remote::gitlab::GitlabSection>,
     #[serde(default)]
     users: BTreeMap<String, people::RawUser>,
     #[serde(default)]
@@ -128,9 +130,14 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         .map(|k| k.get_ref().clone())
         .collect();
     let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
+    // `[gitlab]`: defaults for every environment whose deploy section overrides none of them.
+    let gitlab = match raw.gitlab {
+        Some(g) => g.keys().or_else(|(span, m)| cx.err(span, m))?,
+        None => Default::default(),
+    };
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
-        let env = environment::environment(&cx, &groups, key, e)?;
+        let env = environment::environment(&cx, &groups, &gitlab, key, e)?;
         environments.insert(env.name.clone(), env);
     }
     if environments.is_empty() {

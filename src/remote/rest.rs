@@ -203,6 +203,29 @@ impl Api {
         body: Option<&serde_json::Value>,
         until: Instant,
     ) -> Result<Answer, ApiError> {
+        let body = body.map_or(Body::None, Body::Json);
+        self.send_body(method, path, body, until).await
+    }
+
+    /// POSTs `form` as `application/x-www-form-urlencoded` (GitLab's pipeline trigger takes
+    /// only that), with the same retries as `send`.
+    pub async fn send_form(
+        &self,
+        path: &str,
+        form: &[(String, String)],
+        until: Instant,
+    ) -> Result<Answer, ApiError> {
+        self.send_body(Method::POST, path, Body::Form(form), until)
+            .await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        until: Instant,
+    ) -> Result<Answer, ApiError> {
         let url = self.url(path)?;
         let idempotent = method != Method::POST && method != Method::PATCH;
         let mut wait = self.retry.first;
@@ -218,9 +241,11 @@ impl Api {
                     left.min(self.retry.attempt_timeout)
                         .max(Duration::from_millis(1)),
                 );
-            if let Some(b) = body {
-                req = req.json(b);
-            }
+            req = match body {
+                Body::None => req,
+                Body::Json(b) => req.json(b),
+                Body::Form(f) => req.form(f),
+            };
             let failure = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -356,6 +381,14 @@ impl Answer {
             })
         })
     }
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    Form(&'a [(String, String)]),
 }
 
 enum Step {

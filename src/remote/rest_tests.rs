@@ -247,3 +247,43 @@ fn the_next_link_is_read_from_the_link_header() {
         Some("https://api.github.com/x?page=2")
     );
 }
+
+#[tokio::test]
+async fn a_form_is_sent_urlencoded_and_a_5xx_to_it_is_uncertain() {
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let s2 = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: AxumHeaders, body: String| {
+        let seen = s2.clone();
+        async move {
+            let ct = headers["content-type"].to_str().unwrap().to_string();
+            seen.lock().unwrap().push((ct, body));
+            let n = seen.lock().unwrap().len();
+            if n == 1 {
+                (axum::http::StatusCode::CREATED, "{\"id\":1}").into_response()
+            } else {
+                (axum::http::StatusCode::BAD_GATEWAY, "").into_response()
+            }
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v4", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let form = vec![
+        ("token".to_string(), "s3cr3t".to_string()),
+        ("variables[A B]".to_string(), "x&y".to_string()),
+    ];
+    let a = api(&url);
+    let ans = a
+        .send_form("projects/1/trigger/pipeline", &form, soon(5))
+        .await;
+    assert_eq!(ans.unwrap().status, 201);
+    let e = a
+        .send_form("projects/1/trigger/pipeline", &form, soon(5))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Uncertain, "a POST is never sent twice");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, "application/x-www-form-urlencoded");
+    assert_eq!(seen[0].1, "token=s3cr3t&variables%5BA+B%5D=x%26y");
+}

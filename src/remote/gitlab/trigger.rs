@@ -1,0 +1,30 @@
+//! `POST /projects/:id/trigger/pipeline`: creates a pipeline with a pipeline trigger token.
+//! The body is a form (`token`, `ref`, `variables[KEY]=VALUE`); 201 with the pipeline.
+
+use super::{Gitlab, Pipeline};
+use crate::remote::ApiError;
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+
+pub async fn trigger(
+    gl: &Gitlab,
+    token: &str,
+    git_ref: &str,
+    variables: &BTreeMap<String, String>,
+    until: Instant,
+) -> Result<Pipeline, ApiError> {
+    let mut form = vec![
+        ("token".to_string(), token.to_string()),
+        ("ref".to_string(), git_ref.to_string()),
+    ];
+    form.extend(
+        variables
+            .iter()
+            .map(|(k, v)| (format!("variables[{k}]"), v.clone())),
+    );
+    let answer = gl
+        .api
+        .send_form(&gl.path("trigger/pipeline"), &form, until)
+        .await?;
+    answer.json(&gl.api)
+}
