@@ -9,6 +9,8 @@ mod discord;
 mod fake_common;
 mod fake_discord;
 mod fake_discord_tests;
+mod fake_gitlab;
+mod fake_gitlab_tests;
 mod fake_slack;
 mod fake_slack_tests;
 mod freeze;
