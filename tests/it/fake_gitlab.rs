@@ -18,6 +18,8 @@
 //! request is recorded, so a test can count pipeline creations.
 
 #![allow(dead_code)]
+// Handlers return a whole error answer early (`Err(Response)`): it is the answer, not an error.
+#![allow(clippy::result_large_err)]
 
 use crate::fake_common::{bind, json_response, unix_secs, wait_for, Faults};
 use axum::extract::{Path, Query, RawQuery, State};
@@ -58,6 +60,9 @@ pub enum Fault {
     /// was lost on the way back.
     Lost(u16),
 }
+
+/// A pipeline as a test reads it: `(id, ref, source, status, variables)`.
+pub type PipelineView = (u64, String, String, String, BTreeMap<String, String>);
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -202,8 +207,8 @@ impl FakeGitlab {
             .count()
     }
 
-    /// Pipelines that exist: `(id, ref, source, status, variables)`.
-    pub fn pipelines(&self) -> Vec<(u64, String, String, String, BTreeMap<String, String>)> {
+    /// Pipelines that exist.
+    pub fn pipelines(&self) -> Vec<PipelineView> {
         self.inner
             .lock()
             .unwrap()
