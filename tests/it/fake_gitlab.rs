@@ -67,6 +67,7 @@ pub type PipelineView = (u64, String, String, String, BTreeMap<String, String>);
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub at: std::time::Instant,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -383,6 +384,7 @@ async fn record(
             .map(String::from)
     };
     s.lock().unwrap().requests.push(Request {
+        at: std::time::Instant::now(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),

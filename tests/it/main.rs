@@ -14,6 +14,7 @@ mod fake_gitlab_tests;
 mod fake_slack;
 mod fake_slack_tests;
 mod freeze;
+mod gitlab;
 mod gitlab_driver;
 mod haproxy_prometheus;
 mod harness;
