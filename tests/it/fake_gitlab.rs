@@ -458,6 +458,7 @@ async fn trigger(
     State(s): State<Shared>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
     let mut g = s.lock().unwrap();
@@ -468,10 +469,35 @@ async fn trigger(
         Ok(l) => l,
         Err(r) => return r,
     };
-    // GitLab takes the fields from the form or the query string.
-    let mut fields: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
+    // GitLab takes the fields from a form, a JSON body (`variables` an object, as
+    // python-gitlab sends it) or the query string.
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let mut fields: Vec<(String, String)> = if json {
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let text = |v: &Value| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        };
+        let mut f: Vec<(String, String)> = ["token", "ref"]
+            .iter()
+            .filter_map(|k| v.get(*k).map(|x| (k.to_string(), text(x))))
+            .collect();
+        if let Some(vars) = v.get("variables").and_then(Value::as_object) {
+            f.extend(
+                vars.iter()
+                    .map(|(k, x)| (format!("variables[{k}]"), text(x))),
+            );
+        }
+        f
+    } else {
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect()
+    };
     fields.extend(url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned());
     let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let Some(token) = field("token") else {

@@ -293,3 +293,73 @@ async fn greenlight_s_client_reads_the_fake() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, p.id);
 }
+
+/// python-gitlab, GitLab's most used client, reads and writes the fake as it does GitLab.
+/// Needs a Python with python-gitlab: `GL_PYTHON=/tmp/glvenv/bin/python cargo test --test it
+/// python_gitlab -- --ignored` (`python3 -m venv /tmp/glvenv && /tmp/glvenv/bin/pip install
+/// python-gitlab`); not in the default run, which has no network to install it.
+#[tokio::test]
+#[ignore]
+async fn python_gitlab_drives_the_fake() {
+    let Ok(python) = std::env::var("GL_PYTHON") else {
+        panic!("set GL_PYTHON to a python with python-gitlab installed");
+    };
+    let gl = FakeGitlab::start(&["v1.2.0"]).await;
+    for _ in 0..5 {
+        gl.add_pipeline("main", "push", "success", Duration::from_secs(60));
+    }
+    let script = format!(
+        r#"
+import gitlab, sys
+url = sys.argv[1]
+gl = gitlab.Gitlab(url, private_token="{TOKEN}")
+p = gl.projects.get("{PROJECT_PATH}", lazy=True)
+pl = p.pipelines.create({{"ref": "main", "variables": [{{"key": "A", "value": "1"}}]}})
+assert pl.status == "created" and pl.source == "api", pl.attributes
+pl.refresh()
+assert pl.status == "pending", pl.status
+assert [v.key for v in pl.variables.list()] == ["A"]
+t = p.trigger_pipeline("v1.2.0", "{TRIGGER_TOKEN}", variables={{"COLOUR": "green"}})
+assert t.source == "trigger" and t.ref == "v1.2.0", t.attributes
+mine = p.pipelines.list(ref="v1.2.0", source="trigger", order_by="id", sort="desc", get_all=True)
+assert [x.id for x in mine] == [t.id], mine
+every = p.pipelines.list(per_page=2, get_all=True)
+assert len(every) == 7, len(every)
+page = p.pipelines.list(per_page=2, iterator=True)
+assert page.total == 7 and page.total_pages == 4, (page.total, page.total_pages)
+try:
+    p.pipelines.create({{"ref": "nope"}})
+    raise SystemExit("a bad ref was accepted")
+except gitlab.exceptions.GitlabCreateError as e:
+    assert e.response_code == 400 and "Reference not found" in str(e.error_message), e
+bad = gitlab.Gitlab(url, private_token="wrong").projects.get("{PROJECT_PATH}", lazy=True)
+try:
+    bad.pipelines.create({{"ref": "main"}})
+    raise SystemExit("a wrong token was accepted")
+except gitlab.exceptions.GitlabAuthenticationError as e:
+    assert e.response_code == 401, e
+try:
+    gl.projects.get("nobody/nothing", lazy=True).pipelines.get(1)
+    raise SystemExit("an unknown project was found")
+except gitlab.exceptions.GitlabGetError as e:
+    assert e.response_code == 404 and "Project Not Found" in str(e.error_message), e
+print("ok")
+"#
+    );
+    let origin = gl.url.trim_end_matches("/api/v4").to_string();
+    let out = tokio::process::Command::new(python)
+        .args(["-c", &script, &origin])
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim() == "ok", "{said}");
+    assert_eq!(gl.pipelines()[6].4["COLOUR"], "green");
+}

@@ -64,9 +64,7 @@ impl GitlabDeploy {
         journal: Journal,
         client: reqwest::Client,
     ) -> Result<GitlabDeploy, String> {
-        let mut gl = Gitlab::new(&cfg.settings, client)?;
-        // Each try may take at most one poll's worth of patience beyond its own answer.
-        gl.api.retry.attempt_timeout = Duration::from_secs(30);
+        let gl = Gitlab::new(&cfg.settings, client)?;
         Ok(GitlabDeploy {
             gl,
             cfg,
