@@ -118,12 +118,13 @@ impl Keys {
         whole: Range<usize>,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, Error> {
-        self.check(what)?;
+        self.check(&format!("{what}: gitlab"))?;
         let secret = |key: &Key, name: &str| -> Result<Option<String>, Error> {
             let Some((v, span)) = key else {
                 return Ok(None);
             };
-            let var = reference(v).map_err(|m| (span.clone(), format!("{what}: {name}: {m}")))?;
+            let var =
+                reference(v).map_err(|m| (span.clone(), format!("{what}: gitlab {name}: {m}")))?;
             match lookup(var) {
                 Some(value) if !value.is_empty() => Ok(Some(value)),
                 _ => Err((
