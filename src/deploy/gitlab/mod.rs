@@ -166,7 +166,9 @@ impl GitlabDeploy {
             ..Query::default()
         };
         loop {
-            let found = pipelines::list(&self.gl, &q, 5, give_up)
+            // Each look may take until the step's deadline (a slow answer is still an answer);
+            // `give_up` only ends the looking.
+            let found = pipelines::list(&self.gl, &q, 5, until)
                 .await
                 .map_err(|e| self.failed(&e, None))?
                 .into_iter()
@@ -228,6 +230,15 @@ impl GitlabDeploy {
         let link = p
             .map(|p| format!(" (pipeline #{}: {})", p.id, p.web_url))
             .unwrap_or_default();
+        // Without an access token only a public project's pipelines can be read.
+        let hint = if self.cfg.settings.token.is_none()
+            && matches!(e.kind, ErrorKind::NotFound | ErrorKind::Refused)
+        {
+            " (following a private project's pipeline needs token = \"${NAME}\", an access token with read_api)"
+        } else {
+            ""
+        };
+        let link = format!("{hint}{link}");
         match e.kind {
             ErrorKind::Unavailable => format!(
                 "{e}: gave up within the step's {}{link}",
