@@ -18,7 +18,7 @@ pub mod local;
 pub mod schema;
 mod start;
 
-use crate::core::engine::LiveView;
+use crate::core::engine::{LiveView, RevertLink};
 use crate::core::{Colour, EnvName, RunId};
 use std::future::Future;
 use std::pin::Pin;
@@ -108,11 +108,26 @@ pub trait TrafficStep: Send + Sync {
     }
 }
 
+/// Proposes a revert of a rolled-back release's changes for review (a pull or merge request
+/// against the default branch, never a push to it).
+pub trait RevertStep: Send + Sync {
+    /// Opens the revert of `bad` (back to `good`), or finds the one this run already opened
+    /// (`ctx.key("revert")`). A conflict or a refusal is reported, never retried blindly.
+    fn revert<'a>(
+        &'a self,
+        bad: &'a str,
+        good: &'a str,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<RevertLink, String>>;
+}
+
 /// One environment's driver, shared with the IO tasks: its two steps.
 #[derive(Clone)]
 pub struct Driver {
     pub deploy: Arc<dyn DeployStep>,
     pub traffic: Arc<dyn TrafficStep>,
+    /// Where the environment asks for a revert after a rollback (`revert = ...`).
+    pub revert: Option<Arc<dyn RevertStep>>,
     /// Where the environment's traffic enters, for `status`.
     pub entry: Option<String>,
     /// Where the bot drives steady synthetic traffic while a run needs data: the demo's
@@ -148,6 +163,14 @@ impl Driver {
     /// Sends traffic back to `to` after a failed release (the `rollback` commands if any).
     pub async fn switch_back(&self, to: Colour, from: Colour, ctx: &StepCtx) -> Result<(), String> {
         self.traffic.switch_back(to, from, ctx).await
+    }
+
+    /// Proposes the revert of `bad` (back to `good`).
+    pub async fn revert(&self, bad: &str, good: &str, ctx: &StepCtx) -> Result<RevertLink, String> {
+        match &self.revert {
+            Some(r) => r.revert(bad, good, ctx).await,
+            None => Err("this environment has no revert step".into()),
+        }
     }
 
     pub async fn teardown(&self, colour: Colour) {

@@ -31,6 +31,7 @@ impl Driver {
                     synthetic: Some(router),
                     deploy: local.clone(),
                     traffic: local,
+                    revert: None,
                 }
             }
             DeployConfig::Command(c) => {
@@ -57,6 +58,7 @@ impl Driver {
                 Driver {
                     deploy,
                     traffic,
+                    revert: None,
                     entry: None,
                     synthetic: None,
                 }
