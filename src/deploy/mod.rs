@@ -15,6 +15,7 @@
 pub mod command;
 pub mod haproxy;
 pub mod local;
+pub mod revert;
 pub mod schema;
 mod start;
 
