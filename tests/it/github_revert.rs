@@ -92,10 +92,9 @@ async fn a_clean_revert_opens_one_pull_request_that_sets_back_what_the_release_c
             ("greenlight/revert-prod-run-7", "main")
         );
         assert!(pr.title.contains("Revert v1.3.0"), "{}", pr.title);
-        assert_eq!(
-            st.branches["main"], st.branches["main"],
-            "main is never pushed to"
-        );
+        assert_eq!(st.branches["main"], main_before, "main is never pushed to");
+        let head = &st.commits[&st.branches["greenlight/revert-prod-run-7"]];
+        assert_eq!(head.parents, vec![main_before.clone()]);
     }
     let files = fake.state().files_at("greenlight/revert-prod-run-7");
     let blobs: Vec<(&str, &str)> = files
