@@ -10,6 +10,7 @@
 //! - `GET /repos/{o}/{r}/actions/runs` and `.../actions/workflows/{workflow}/runs`:
 //!   `total_count` + `workflow_runs`, newest first, filtered by `event`, `branch`, `status`,
 //!   `created` (`>=`, `>`, `<=`, `<` a timestamp), paginated (`per_page`, `page`, `Link`);
+//! - `GET /repos/{o}/{r}/actions/workflows/{workflow}`: the workflow (by file name or id);
 //! - `GET /repos/{o}/{r}/actions/runs/{id}`: each GET moves a run on: `queued`, then
 //!   `in_progress`, then `completed` with its scripted conclusion.
 //!
@@ -43,6 +44,7 @@ pub enum Route {
     Dispatch,
     ListRuns,
     GetRun,
+    GetWorkflow,
 }
 
 /// A scripted failure of the next call of a route.
@@ -233,6 +235,10 @@ fn router(state: Shared) -> Router {
         .route(
             "/repos/{owner}/{repo}/actions/workflows/{workflow}/runs",
             get(list_workflow_runs),
+        )
+        .route(
+            "/repos/{owner}/{repo}/actions/workflows/{workflow}",
+            get(get_workflow),
         )
         .route("/repos/{owner}/{repo}/actions/runs", get(list_runs))
         .route("/repos/{owner}/{repo}/actions/runs/{id}", get(get_run));
@@ -704,4 +710,42 @@ async fn get_run(
     let r = s.runs[i].clone();
     let status = s.status(&r);
     ok_json(&run_json(&base_of(&headers, &uri), &r, status))
+}
+
+async fn get_workflow(
+    State(state): State<Shared>,
+    Path((owner, repo, workflow)): Path<(String, String, String)>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let (s, _) = match gate(
+        &state,
+        Route::GetWorkflow,
+        &method,
+        &uri,
+        &headers,
+        "",
+        (&owner, &repo),
+    ) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let Some(w) = s.workflow(&workflow) else {
+        return error(404, "Not Found");
+    };
+    let base = base_of(&headers, &uri);
+    let path = format!(".github/workflows/{}", w.file);
+    ok_json(&json!({
+        "id": w.id,
+        "node_id": format!("W_kwDO{}", w.id),
+        "name": w.file.trim_end_matches(".yml"),
+        "path": path,
+        "state": "active",
+        "created_at": "2024-01-01T00:00:00.000Z",
+        "updated_at": "2024-01-01T00:00:00.000Z",
+        "url": format!("{base}/repos/{OWNER}/{REPO}/actions/workflows/{}", w.id),
+        "html_url": format!("https://github.com/{OWNER}/{REPO}/blob/main/{path}"),
+        "badge_url": format!("https://github.com/{OWNER}/{REPO}/workflows/{}/badge.svg", w.file),
+    }))
 }

@@ -224,3 +224,32 @@ async fn refusals_are_githubs_own() {
         "the run started, the answer was lost"
     );
 }
+
+/// PyGithub, an independent client, against the fake (`tests/py/pygithub_fake.py`): run when
+/// `GREENLIGHT_PYGITHUB` names a python with PyGithub installed, skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pygithub_reads_the_fake() {
+    let Ok(python) = std::env::var("GREENLIGHT_PYGITHUB") else {
+        return;
+    };
+    let gh = FakeGitHub::start().await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/pygithub_fake.py");
+    let url = gh.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(script).arg(url).arg(TOKEN).env("NO_PROXY", "*");
+        crate::harness::die_with_the_test(&mut cmd);
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("pygithub ok"),
+        "{text}"
+    );
+}
