@@ -60,6 +60,19 @@ pub enum Fault {
     PrimaryLimit { reset_in: u64 },
 }
 
+/// What a dispatch does with `return_run_details` (GitHub has answered 200 with the run's
+/// details since 2026-02; older servers do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunDetails {
+    /// 200 with `workflow_run_id`, `run_url`, `html_url`.
+    #[default]
+    Answered,
+    /// Ignored: 204 as before.
+    Ignored,
+    /// Refused as an unknown key: 422 "... is not a permitted key.", nothing started.
+    Refused,
+}
+
 /// A workflow of the repository.
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -119,6 +132,7 @@ pub struct Inner {
     pub in_progress_gets: u32,
     /// List requests a new run is missing from.
     pub appear_after: u32,
+    pub run_details: RunDetails,
     next_id: u64,
 }
 
@@ -467,6 +481,13 @@ async fn dispatch(
     let Ok(body) = serde_json::from_str::<Value>(&body) else {
         return error(400, "Problems parsing JSON");
     };
+    let asked = body.get("return_run_details").is_some();
+    if asked && s.run_details == RunDetails::Refused {
+        return error(
+            422,
+            "Invalid request.\n\n\"return_run_details\" is not a permitted key.",
+        );
+    }
     let Some(git_ref) = body["ref"].as_str().map(String::from) else {
         return error(422, "Invalid request.\n\n\"ref\" wasn't supplied.");
     };
@@ -526,7 +547,7 @@ async fn dispatch(
     if let Some(f) = fault {
         return fault_answer(&f);
     }
-    if body["return_run_details"] == json!(true) {
+    if body["return_run_details"] == json!(true) && s.run_details == RunDetails::Answered {
         let base = base_of(&headers, &uri);
         return ok_json(&json!({
             "workflow_run_id": id,
@@ -594,10 +615,6 @@ fn list(
         Some(Some(f)) => Some(f),
         None => None,
     };
-    // A new run shows up only after a few list requests.
-    for r in s.runs.iter_mut() {
-        r.hidden_for = r.hidden_for.saturating_sub(1);
-    }
     let mut runs: Vec<Run> = s
         .runs
         .iter()
@@ -609,6 +626,10 @@ fn list(
         .filter(|r| created.as_ref().is_none_or(|f| f(r.created_at)))
         .cloned()
         .collect();
+    // A new run shows up only after a few list requests.
+    for r in s.runs.iter_mut() {
+        r.hidden_for = r.hidden_for.saturating_sub(1);
+    }
     runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let per_page: usize = q
         .get("per_page")

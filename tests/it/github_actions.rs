@@ -3,7 +3,7 @@
 //! switched to, an API that is down or rate limiting, a refused token, and crashes between
 //! the journal and the dispatch (no second dispatch, ever).
 
-use crate::fake_github::{FakeGitHub, Fault, Route, TOKEN};
+use crate::fake_github::{FakeGitHub, Fault, Route, RunDetails, TOKEN};
 use crate::haproxy_prometheus::Load;
 use crate::harness::*;
 use std::time::{Duration, Instant};
@@ -162,6 +162,32 @@ async fn rate_limits_are_waited_out_and_passing_5xx_retried() {
     assert_eq!(s.gh.dispatches().len(), 2);
     assert_eq!(s.gh.runs().len(), 1);
     assert_eq!(s.switches(), "switch blue\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_run_details_the_run_is_found_in_the_list_once_it_appears() {
+    for details in [RunDetails::Ignored, RunDetails::Refused] {
+        let s = setup("20s").await;
+        s.gh.state().run_details = details;
+        s.gh.state().appear_after = 2;
+        let bot = s.bot(TOKEN, None).await;
+        request(&bot).await;
+        bot.wait_text("✅ Deployment successful. Monitoring.", LONG)
+            .await;
+        let posts = s.gh.dispatches().len();
+        // A refused key started nothing, so the dispatch was sent once more without it.
+        let want = if details == RunDetails::Refused { 2 } else { 1 };
+        assert_eq!((posts, s.gh.runs().len()), (want, 1), "{details:?}");
+        let lists =
+            s.gh.requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/runs"))
+                .count();
+        assert!(
+            lists >= 3,
+            "{details:?}: looked until it appeared ({lists})"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
