@@ -329,7 +329,7 @@ fn steps(
         RawDeploy::GitHubActions(g) => {
             let (g, secrets) = g
                 .validate(name, github, cx.lookup)
-                .or_else(|m| cx.err(span.clone(), m))?;
+                .or_else(|m| cx.err(key_span(cx, span.clone(), &m), m))?;
             let Some(t) = traffic else {
                 return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: add an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
             };
@@ -358,6 +358,33 @@ fn steps(
     };
     command::check_templates(name, &c.deploy, command_traffic).or_else(|m| cx.err(span, m))?;
     Ok((DeployConfig::Command(c.deploy), traffic, c.secrets))
+}
+
+/// Where the `deploy.KEY` an error names is written in the section (a component's section is
+/// parsed as a whole, without spans of its own), else the section.
+fn key_span(cx: &Ctx, section: std::ops::Range<usize>, message: &str) -> std::ops::Range<usize> {
+    let key: String = message
+        .split_once("deploy.")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .unwrap_or_default();
+    let start = section.start.min(cx.text.len());
+    let mut offset = start;
+    for (i, line) in cx.text[start..].split_inclusive('\n').enumerate() {
+        let l = line.trim_start();
+        if i > 0 && l.starts_with('[') {
+            break;
+        }
+        let rest = l.strip_prefix(key.as_str()).map(str::trim_start);
+        if !key.is_empty() && rest.is_some_and(|r| r.starts_with('=')) {
+            return offset..offset + line.len();
+        }
+        offset += line.len();
+    }
+    section
 }
 
 /// `[environments.X.traffic]`, validated by its component.

@@ -286,24 +286,27 @@ fn the_example_is_accepted_and_a_literal_token_is_refused_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
     let example =
         std::fs::read_to_string(root.join("config/examples/github-actions.toml")).unwrap();
-    let f = tmp.path().join("literal.toml");
-    std::fs::write(
-        &f,
-        example.replace("\"${GITHUB_TOKEN}\"", "\"ghp_pasted_by_mistake\""),
-    )
-    .unwrap();
-    let (code, out) = cli(&["check-config", f.to_str().unwrap()], tmp.path());
-    assert_eq!(code, 1, "{out}");
-    let line = example
-        .lines()
-        .position(|l| l.starts_with("token = \"${GITHUB_TOKEN}\""))
-        .unwrap()
-        + 1;
-    assert!(
-        out.contains(&format!(
-            ":{line}: github.token must be a ${{NAME}} reference"
-        )),
-        "{out}"
-    );
-    assert!(!out.contains("ghp_pasted_by_mistake"), "{out}");
+    // In [github] and in an environment's deploy section: the error names the token's line.
+    for (var, prefix) in [
+        ("GITHUB_TOKEN", "github.token"),
+        ("GITHUB_DEPLOY_TOKEN", "environment \"prod\": deploy.token"),
+    ] {
+        let written = format!("token = \"${{{var}}}\"");
+        let f = tmp.path().join(format!("{var}.toml"));
+        std::fs::write(
+            &f,
+            example.replace(&written, "token = \"ghp_pasted_by_mistake\""),
+        )
+        .unwrap();
+        let (code, out) = cli(&["check-config", f.to_str().unwrap()], tmp.path());
+        assert_eq!(code, 1, "{out}");
+        let line = example
+            .lines()
+            .position(|l| l.starts_with(&written))
+            .unwrap()
+            + 1;
+        let want = format!(":{line}: {prefix} must be a ${{NAME}} reference");
+        assert!(out.contains(&want), "{want}: {out}");
+        assert!(!out.contains("ghp_pasted_by_mistake"), "{out}");
+    }
 }
