@@ -53,6 +53,9 @@ struct Record {
     run_id: Option<u64>,
     /// GitHub refused the dispatch (nothing started): the reason, said again after a restart.
     refused: Option<String>,
+    /// The dispatch's answer was lost (it may or may not have started a run).
+    #[serde(default)]
+    lost: bool,
 }
 
 impl DeployStep for GitHubActionsDeploy {
@@ -148,6 +151,7 @@ impl GitHubActionsDeploy {
             inputs,
             run_id: None,
             refused: None,
+            lost: false,
         };
         self.put(key, &rec).await?;
         fault("github:journaled");
@@ -159,6 +163,7 @@ impl GitHubActionsDeploy {
         {
             Ok(d) => rec.run_id = d.run_id,
             Err(e) if e.kind == ErrorKind::Uncertain => {
+                rec.lost = true;
                 tracing::warn!(env = %self.env, error = %e, "the dispatch may have started a run: looking for it");
             }
             Err(e) => {
@@ -201,16 +206,18 @@ impl GitHubActionsDeploy {
             }
             tokio::time::sleep(self.cfg.poll_interval).await;
         }
-        let when = if resumed {
-            "before greenlight restarted"
+        let dispatch = if resumed {
+            "the dispatch sent before greenlight restarted: the dispatch may not have happened"
+        } else if rec.lost {
+            "the dispatch whose answer was lost: the dispatch may not have happened"
         } else {
-            "when its answer was lost"
+            "the dispatch GitHub accepted"
         };
         let last = last
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default();
         Err(format!(
-            "GitHub Actions: no run of {} on {} appeared within {} of the dispatch sent {when}: the dispatch may not have happened, and greenlight will not dispatch twice; check the Actions page of {}, then deploy again{last}",
+            "GitHub Actions: no run of {} on {} appeared within {} of {dispatch}, and greenlight will not dispatch twice; check the Actions page of {}, then deploy again{last}",
             self.cfg.workflow,
             rec.git_ref,
             humantime::format_duration(self.cfg.find_timeout),

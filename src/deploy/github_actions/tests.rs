@@ -169,6 +169,7 @@ async fn an_intent_without_a_run_is_looked_for_never_dispatched_again() {
         inputs: BTreeMap::new(),
         run_id: None,
         refused: None,
+        lost: false,
     };
     step.journal.put(&c.key("deploy"), &rec).await.unwrap();
     let e = step.deploy(Colour::Blue, "v1.0.0", &c).await.unwrap_err();
