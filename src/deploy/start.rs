@@ -1,14 +1,17 @@
 //! The one place an environment's config becomes its driver: a deploy step and a traffic step.
 
 use super::command::{CommandDeploy, CommandRunner, CommandTraffic};
+use super::github_actions::GitHubActionsDeploy;
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
 use super::schema::{DeployConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
 use crate::core::EnvName;
 use crate::store::Journal;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Driver {
     /// Builds the driver of an environment (the local driver binds its router here). `journal`
@@ -21,48 +24,79 @@ impl Driver {
         data_dir: &Path,
         journal: &Journal,
     ) -> anyhow::Result<Driver> {
-        let _ = journal; // used by the steps with external side effects
-        Ok(match deploy {
+        let runner = |vars_env: BTreeMap<String, String>, timeout: Duration| {
+            Arc::new(CommandRunner {
+                env: env.clone(),
+                vars_env,
+                timeout,
+                secrets: secrets.to_vec(),
+            })
+        };
+        let deploy: Arc<dyn DeployStep> = match deploy {
             DeployConfig::Local(l) => {
                 let local = LocalDriver::start(env.clone(), l.port, data_dir).await?;
                 let router = local.router_url().to_string();
-                Driver {
+                return Ok(Driver {
                     entry: Some(router.clone()),
                     synthetic: Some(router),
                     deploy: local.clone(),
                     traffic: local,
                     revert: None,
-                }
+                });
             }
             DeployConfig::Command(c) => {
-                let runner = Arc::new(CommandRunner {
-                    env: env.clone(),
-                    vars_env: c.env.clone(),
-                    timeout: c.timeout,
-                    secrets: secrets.to_vec(),
-                });
-                let traffic: Arc<dyn TrafficStep> = match traffic {
-                    TrafficConfig::Haproxy(h) => Arc::new(HaproxyDriver::from_config(h)),
-                    TrafficConfig::Command(t) => Arc::new(CommandTraffic {
-                        runner: runner.clone(),
-                        cfg: t.clone(),
-                    }),
-                    TrafficConfig::LocalRouter => {
-                        anyhow::bail!("environment {env}: the local router needs the local driver")
-                    }
-                };
-                let deploy: Arc<dyn DeployStep> = Arc::new(CommandDeploy {
-                    runner,
+                let runner = runner(c.env.clone(), c.timeout);
+                let step = Arc::new(CommandDeploy {
+                    runner: runner.clone(),
                     cfg: c.clone(),
                 });
-                Driver {
-                    deploy,
-                    traffic,
-                    revert: None,
-                    entry: None,
-                    synthetic: None,
-                }
+                let traffic = traffic_step(env, traffic, runner)?;
+                return Ok(Driver::of(step, traffic));
             }
-        })
+            DeployConfig::GitHubActions(g) => {
+                let github = crate::remote::github::GitHub::new(&g.github, reqwest::Client::new())
+                    .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
+                Arc::new(GitHubActionsDeploy {
+                    env: env.clone(),
+                    cfg: g.clone(),
+                    github,
+                    journal: journal.clone(),
+                })
+            }
+        };
+        // A command traffic step beside a remote deploy step: its commands get the deploy
+        // step's secrets to mask and a timeout of their own.
+        let traffic = traffic_step(env, traffic, runner(BTreeMap::new(), COMMAND_TIMEOUT))?;
+        Ok(Driver::of(deploy, traffic))
     }
+
+    fn of(deploy: Arc<dyn DeployStep>, traffic: Arc<dyn TrafficStep>) -> Driver {
+        Driver {
+            deploy,
+            traffic,
+            revert: None,
+            entry: None,
+            synthetic: None,
+        }
+    }
+}
+
+/// How long a `command` traffic step's command may take beside a deploy step without commands.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn traffic_step(
+    env: &EnvName,
+    traffic: &TrafficConfig,
+    runner: Arc<CommandRunner>,
+) -> anyhow::Result<Arc<dyn TrafficStep>> {
+    Ok(match traffic {
+        TrafficConfig::Haproxy(h) => Arc::new(HaproxyDriver::from_config(h)),
+        TrafficConfig::Command(t) => Arc::new(CommandTraffic {
+            runner,
+            cfg: t.clone(),
+        }),
+        TrafficConfig::LocalRouter => {
+            anyhow::bail!("environment {env}: the local router needs the local driver")
+        }
+    })
 }
