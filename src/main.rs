@@ -126,6 +126,50 @@ fn main() {
     }
 }
 
+/// Lets go of the pages of code and constants that only starting needed. The executable is
+/// 19 MB of code; starting (config, clap, TLS roots, sled's recovery, 100 environments'
+/// drivers) runs a little of it all over, and Linux maps 64 KiB around every page it faults
+/// in, so at rest half of the resident set was code that never runs again. Dropping the mapping
+/// of read-only file pages (`MADV_DONTNEED`) frees them for the page cache: what runs later is
+/// mapped again on its first use, from the page cache (a minor fault, about a microsecond).
+/// Only mappings that hold no private copy are touched (`Anonymous: 0`: never written, so
+/// relocated data under RELRO is left alone); writable mappings and the heap never.
+/// `GREENLIGHT_KEEP_STARTUP_PAGES=1` skips it (for comparison).
+fn release_startup_pages() {
+    if std::env::var_os("GREENLIGHT_KEEP_STARTUP_PAGES").is_some() {
+        return;
+    }
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) {
+            // A mapping's header: "start-end perms offset dev inode [path]".
+            current = None;
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let file = f.len() >= 6 && f[4] != "0" && f[5].starts_with('/');
+            let read_only = f.get(1).is_some_and(|p| !p.contains('w'));
+            if file && read_only {
+                current = Some((a, b));
+            }
+        } else if f.first() == Some(&"Anonymous:") && f.get(1) == Some(&"0") {
+            if let Some((a, b)) = current.take() {
+                // SAFETY: a range of our own read-only, never-written file mappings (read from
+                // /proc/self/smaps): dropping its pages loses nothing, the next access maps the
+                // same file page again.
+                unsafe {
+                    libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    }
+}
+
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -358,6 +402,7 @@ async fn run(config: Option<PathBuf>, listen: Option<String>, data: Option<PathB
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(%addr, local_channel = local, "greenlight ready");
+    release_startup_pages();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "http server stopped");

@@ -50,6 +50,7 @@ pub(super) fn action_name(a: &Action) -> &'static str {
         Action::SwitchBack { .. } => "switch_back",
         Action::Teardown { .. } => "teardown",
         Action::Observe { .. } => "observe",
+        Action::Revert { .. } => "revert",
     }
 }
 
@@ -62,7 +63,8 @@ fn env_of(a: &Action) -> &EnvName {
         | Action::Sample { env, .. }
         | Action::SwitchBack { env, .. }
         | Action::Teardown { env, .. }
-        | Action::Observe { env, .. } => env,
+        | Action::Observe { env, .. }
+        | Action::Revert { env, .. } => env,
     }
 }
 
@@ -252,6 +254,11 @@ impl Task {
             Action::Teardown { colour, .. } => {
                 self.driver.teardown(colour).await;
                 return None;
+            }
+            Action::Revert { run, bad, good, .. } => {
+                // The run has ended: its journal key is what ties a restart to the revert.
+                let r = self.driver.revert(&bad, &good, &self.ctx(run, 0)).await;
+                (run, 0, Outcome::Reverted(r))
             }
             Action::Observe { env, run } => {
                 let view = self.driver.observe().await;

@@ -163,6 +163,9 @@ impl App {
             ch.extend(app.engine.set_entry_url(name, url, now));
             app.stage(&mut ws, ch, None, now)?;
         }
+        // Reverts asked for before a restart and not answered are asked again.
+        let ch = app.engine.restart_reverts(now);
+        app.stage(&mut ws, ch, None, now)?;
         app.commit(ws)?;
         for (at, t) in app.engine.startup_timers() {
             app.arm(at, t);

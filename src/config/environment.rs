@@ -5,12 +5,14 @@
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
 use crate::deploy::command::schema as command;
+use crate::deploy::github_actions::schema as github_actions;
 use crate::deploy::gitlab::schema as gitlab;
 use crate::deploy::haproxy;
 use crate::deploy::local::LocalSection;
 use crate::deploy::schema::{DeployConfig, TrafficConfig};
 use crate::metrics::schema::MetricsConfig;
 use crate::metrics::schema::MetricsSection;
+use crate::remote::github::GitHubKeys;
 use crate::remote::gitlab::Keys as GitlabKeys;
 use crate::verify::SmokeStep;
 use serde::Deserialize;
@@ -128,6 +130,8 @@ struct RawItem {
 enum RawDeploy {
     Local(LocalSection),
     Command(command::DeploySection),
+    #[serde(rename = "github-actions")]
+    GitHubActions(github_actions::DeploySection),
     Gitlab(gitlab::DeploySection),
 }
 
@@ -161,11 +165,12 @@ struct RawMonitor {
 
 // ---- validation -------------------------------------------------------------------------
 
-/// One environment; `groups` are the groups that have somebody in them, `gitlab` the
-/// top-level `[gitlab]` keys.
+/// One environment; `groups` are the groups that have somebody in them; `github` and `gitlab`
+/// the `[github]` and `[gitlab]` sections' keys (a component's section may override them).
 pub(super) fn environment(
     cx: &Ctx,
     groups: &BTreeSet<&str>,
+    github: &GitHubKeys,
     gitlab: &GitlabKeys,
     key: Spanned<String>,
     e: RawEnv,
@@ -179,7 +184,7 @@ pub(super) fn environment(
     }
     let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
     let checklist = checklist(cx, groups, e.checklist)?;
-    let (deploy, traffic, mut secrets) = steps(cx, &key, gitlab, e.deploy, e.traffic)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, github, gitlab, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
@@ -303,6 +308,7 @@ fn checklist(
 fn steps(
     cx: &Ctx,
     key: &Spanned<String>,
+    github: &GitHubKeys,
     gitlab: &GitlabKeys,
     deploy: Option<Spanned<RawDeploy>>,
     traffic: Option<Spanned<RawTraffic>>,
@@ -311,7 +317,7 @@ fn steps(
     let Some(deploy_raw) = deploy else {
         return cx.err(
             key.span(),
-            format!("environment \"{name}\" has no [environments.{name}.deploy] section: set driver = \"local\", \"command\" or \"gitlab\""),
+            format!("environment \"{name}\" has no [environments.{name}.deploy] section: set driver = \"local\", \"command\", \"github-actions\" or \"gitlab\""),
         );
     };
     let span = deploy_raw.span();
@@ -325,6 +331,16 @@ fn steps(
         RawDeploy::Command(c) => c
             .validate(name, cx.lookup)
             .or_else(|m| cx.err(span.clone(), m))?,
+        RawDeploy::GitHubActions(g) => {
+            let (g, secrets) = g
+                .validate(name, github, cx.lookup)
+                .or_else(|m| cx.err(key_span(cx, span.clone(), &m), m))?;
+            let Some(t) = traffic else {
+                return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: add an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
+            };
+            let traffic = traffic_section(cx, name, t)?;
+            return Ok((DeployConfig::GitHubActions(g), traffic, secrets));
+        }
         RawDeploy::Gitlab(g) => {
             let g = g
                 .validate(name, span.clone(), gitlab, cx.lookup)
@@ -341,9 +357,8 @@ fn steps(
     };
     let traffic = match (traffic, c.traffic) {
         (Some(t), sw) => {
-            let tspan = t.span();
             if sw.is_some() {
-                return cx.err(tspan, format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
+                return cx.err(t.span(), format!("environment \"{name}\": set the switch either in deploy.switch or in [environments.{name}.traffic], not both"));
             }
             traffic_section(cx, name, t)?
         }
@@ -363,18 +378,45 @@ fn steps(
     Ok((DeployConfig::Command(c.deploy), traffic, c.secrets))
 }
 
-/// `[environments.X.traffic]`, validated.
+/// Where the `deploy.KEY` an error names is written in the section (a component's section is
+/// parsed as a whole, without spans of its own), else the section.
+fn key_span(cx: &Ctx, section: std::ops::Range<usize>, message: &str) -> std::ops::Range<usize> {
+    let key: String = message
+        .split_once("deploy.")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .unwrap_or_default();
+    let start = section.start.min(cx.text.len());
+    let mut offset = start;
+    for (i, line) in cx.text[start..].split_inclusive('\n').enumerate() {
+        let l = line.trim_start();
+        if i > 0 && l.starts_with('[') {
+            break;
+        }
+        let rest = l.strip_prefix(key.as_str()).map(str::trim_start);
+        if !key.is_empty() && rest.is_some_and(|r| r.starts_with('=')) {
+            return offset..offset + line.len();
+        }
+        offset += line.len();
+    }
+    section
+}
+
+/// `[environments.X.traffic]`, validated by its component.
 fn traffic_section(
     cx: &Ctx,
     name: &str,
     t: Spanned<RawTraffic>,
 ) -> Result<TrafficConfig, ConfigError> {
-    let tspan = t.span();
+    let span = t.span();
     match t.into_inner() {
         RawTraffic::Command(t) => t.validate(name).map(TrafficConfig::Command),
         RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
     }
-    .or_else(|m| cx.err(tspan, m))
+    .or_else(|m| cx.err(span, m))
 }
 
 /// The switch templates of a command traffic step beside a deploy step that is not `command`.

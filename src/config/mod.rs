@@ -3,9 +3,9 @@
 //! references read from the environment, never stored in the file.
 //!
 //! One file per part of the file: `bot.rs` (`[bot]`, `[local]`, `[slack]`, `[discord]`),
-//! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`); `[gitlab]` is
-//! `remote::gitlab::settings`. A driver's or
-//! provider's own section is its component's schema (`deploy::command::schema`,
+//! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`). A driver's or
+//! provider's own section is its component's schema (`[github]`: `remote::github::schema`;
+//! `[gitlab]`: `remote::gitlab::settings`; `deploy::command::schema`,
 //! `deploy::haproxy`, `deploy::local`, `metrics::schema`, `verify::SmokeStep`): config
 //! knows which section holds it and adds line numbers, never its fields.
 
@@ -26,6 +26,7 @@ pub use people::User;
 
 use crate::core::freeze::FreezeRule;
 use crate::core::{EnvName, UserId};
+use crate::remote::github::{GitHubKeys, GitHubSection};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -40,6 +41,8 @@ pub struct Config {
     pub users: BTreeMap<UserId, User>,
     pub freezes: Vec<FreezeRule>,
     pub environments: BTreeMap<EnvName, EnvConfig>,
+    /// The `[github]` section's keys (the token resolved), each environment's default.
+    pub github: GitHubKeys,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
 }
@@ -95,6 +98,7 @@ struct Raw {
     users: BTreeMap<String, people::RawUser>,
     #[serde(default)]
     freeze: Vec<people::RawFreeze>,
+    github: Option<GitHubSection>,
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
 }
@@ -130,6 +134,10 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         .map(|k| k.get_ref().clone())
         .collect();
     let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
+    let github = match raw.github {
+        Some(g) => g.validate(cx.lookup).or_else(|(span, m)| cx.err(span, m))?,
+        None => GitHubKeys::default(),
+    };
     // `[gitlab]`: defaults for every environment whose deploy section overrides none of them.
     let gitlab = match raw.gitlab {
         Some(g) => g.keys().or_else(|(span, m)| cx.err(span, m))?,
@@ -137,7 +145,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     };
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
-        let env = environment::environment(&cx, &groups, &gitlab, key, e)?;
+        let env = environment::environment(&cx, &groups, &github, &gitlab, key, e)?;
         environments.insert(env.name.clone(), env);
     }
     if environments.is_empty() {
@@ -156,6 +164,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         users,
         freezes,
         environments,
+        github,
         warnings,
     })
 }

@@ -96,6 +96,8 @@ pub enum What {
     /// What a deploy or traffic step reported while it ran (a workflow run's link, a
     /// pipeline's id), as posted in the run's thread.
     StepNote(String),
+    /// A revert proposed after a rollback (its link), or why it could not be.
+    Revert(String),
     /// A sentence this version does not know (kept as it was written).
     Other(String),
 }
@@ -144,6 +146,7 @@ impl fmt::Display for What {
             What::Switched { to } => write!(f, "traffic switched to {to}"),
             What::Inconclusive(why) => write!(f, "inconclusive: {why}"),
             What::StepNote(text) => write!(f, "step: {text}"),
+            What::Revert(text) => write!(f, "revert: {text}"),
             What::RollbackTrigger(why) => write!(f, "rollback trigger: {why}"),
             What::ManualRollback { by, reason } => {
                 write!(f, "manual rollback by {by}")?;
@@ -201,8 +204,9 @@ impl What {
 
     /// Kinds that are a fixed prefix and a free detail.
     fn with_prefix(s: &str) -> Option<What> {
-        let rows: [(&str, Reader); 12] = [
+        let rows: [(&str, Reader); 13] = [
             ("step: ", |r| Some(What::StepNote(r.into()))),
+            ("revert: ", |r| Some(What::Revert(r.into()))),
             ("reaction not counted: ", |r| {
                 Some(What::NotCounted(r.into()))
             }),
@@ -378,6 +382,7 @@ mod tests {
                 outcome: "rolled back: error rate (200 requests)".into(),
             },
             What::StepNote("GitHub Actions run 42: https://github.example/runs/42".into()),
+            What::Revert("↩️ Revert of v1.3.0 (back to v1.2.0) is ready for review: pull request #7 https://github.example/o/r/pull/7".into()),
             What::Other("something an older version said".into()),
         ];
         for w in kinds {

@@ -44,6 +44,9 @@ pub struct EnvRules {
     pub smoke: Vec<String>,
     /// A smoke step is re-run during monitoring (the critical path).
     pub critical_path: bool,
+    /// After a rollback, a revert of the rolled-back release is proposed (a pull or merge
+    /// request; which forge is the revert step's business).
+    pub revert: bool,
 }
 
 /// A checklist item as configured.
@@ -139,6 +142,7 @@ pub mod build {
             health_path: "/healthz".into(),
             smoke: Vec::new(),
             critical_path: false,
+            revert: false,
         }
     }
 

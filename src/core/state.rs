@@ -167,6 +167,18 @@ pub struct EnvState {
     /// Where the environment's traffic enters (router or load balancer), for `status`.
     #[serde(default)]
     pub url: Option<String>,
+    /// A revert asked for after a rollback and not yet answered: asked again after a restart
+    /// (the revert step finds what it already opened instead of opening a second one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<PendingRevert>,
+}
+
+/// The revert of a rolled-back release: run `run` rolled `bad` back to `good`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingRevert {
+    pub run: RunId,
+    pub bad: String,
+    pub good: String,
 }
 
 impl EnvState {

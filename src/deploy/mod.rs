@@ -1,7 +1,7 @@
 //! Deploy drivers. An environment combines one **deploy step** (put a version on a colour,
 //! tear a colour down) and one **traffic step** (say which colour is live, send traffic to a
-//! colour): `local` (demo apps + router, both steps in one), or `command` or `gitlab`
-//! deploys with a `command` or `haproxy` traffic step.
+//! colour): `local` (demo apps + router, both steps in one), or `command`, `github-actions` or
+//! `gitlab` deploys with a `command` or `haproxy` traffic step.
 //!
 //! Every step is a file or folder of the same shape: its config schema (the serde struct the
 //! config file's section deserialises into, and its validation), its client, its tests, and an
@@ -13,13 +13,15 @@
 //! This file imports nothing above `core`, so a step can implement the traits without an
 //! import cycle through `config`.
 pub mod command;
+pub mod github_actions;
 pub mod gitlab;
 pub mod haproxy;
 pub mod local;
+pub mod revert;
 pub mod schema;
 mod start;
 
-use crate::core::engine::LiveView;
+use crate::core::engine::{LiveView, RevertLink};
 use crate::core::{Colour, EnvName, RunId};
 use std::future::Future;
 use std::pin::Pin;
@@ -109,11 +111,26 @@ pub trait TrafficStep: Send + Sync {
     }
 }
 
+/// Proposes a revert of a rolled-back release's changes for review (a pull or merge request
+/// against the default branch, never a push to it).
+pub trait RevertStep: Send + Sync {
+    /// Opens the revert of `bad` (back to `good`), or finds the one this run already opened
+    /// (`ctx.key("revert")`). A conflict or a refusal is reported, never retried blindly.
+    fn revert<'a>(
+        &'a self,
+        bad: &'a str,
+        good: &'a str,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<RevertLink, String>>;
+}
+
 /// One environment's driver, shared with the IO tasks: its two steps.
 #[derive(Clone)]
 pub struct Driver {
     pub deploy: Arc<dyn DeployStep>,
     pub traffic: Arc<dyn TrafficStep>,
+    /// Where the environment asks for a revert after a rollback (`revert = ...`).
+    pub revert: Option<Arc<dyn RevertStep>>,
     /// Where the environment's traffic enters, for `status`.
     pub entry: Option<String>,
     /// Where the bot drives steady synthetic traffic while a run needs data: the demo's
@@ -149,6 +166,14 @@ impl Driver {
     /// Sends traffic back to `to` after a failed release (the `rollback` commands if any).
     pub async fn switch_back(&self, to: Colour, from: Colour, ctx: &StepCtx) -> Result<(), String> {
         self.traffic.switch_back(to, from, ctx).await
+    }
+
+    /// Proposes the revert of `bad` (back to `good`).
+    pub async fn revert(&self, bad: &str, good: &str, ctx: &StepCtx) -> Result<RevertLink, String> {
+        match &self.revert {
+            Some(r) => r.revert(bad, good, ctx).await,
+            None => Err("this environment has no revert step".into()),
+        }
     }
 
     pub async fn teardown(&self, colour: Colour) {

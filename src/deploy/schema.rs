@@ -3,6 +3,7 @@
 //! these; `start.rs` turns them into steps. Adding a step is one arm here.
 
 use super::command::{CommandDriverConfig, CommandTrafficConfig};
+use super::github_actions::GitHubActionsConfig;
 use super::gitlab::GitlabDeployConfig;
 use super::haproxy::HaproxyConfig;
 use super::local::LocalSection;
@@ -25,6 +26,8 @@ pub enum DeployConfig {
     Local(LocalSection),
     /// argv templates (never a shell).
     Command(CommandDriverConfig),
+    /// A GitHub Actions workflow dispatched per deploy, followed until it completes.
+    GitHubActions(GitHubActionsConfig),
     /// A GitLab CI pipeline per deploy, followed until it ends.
     Gitlab(GitlabDeployConfig),
 }

@@ -1,6 +1,7 @@
 //! The one place an environment's config becomes its driver: a deploy step and a traffic step.
 
 use super::command::{CommandDeploy, CommandRunner, CommandTraffic};
+use super::github_actions::GitHubActionsDeploy;
 use super::gitlab::GitlabDeploy;
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
@@ -8,8 +9,10 @@ use super::schema::{DeployConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
 use crate::core::EnvName;
 use crate::store::Journal;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Driver {
     /// Builds the driver of an environment (the local driver binds its router here). `journal`
@@ -22,68 +25,81 @@ impl Driver {
         data_dir: &Path,
         journal: &Journal,
     ) -> anyhow::Result<Driver> {
-        Ok(match deploy {
+        let runner = |vars_env: BTreeMap<String, String>, timeout: Duration| {
+            Arc::new(CommandRunner {
+                env: env.clone(),
+                vars_env,
+                timeout,
+                secrets: secrets.to_vec(),
+            })
+        };
+        let deploy: Arc<dyn DeployStep> = match deploy {
             DeployConfig::Local(l) => {
                 let local = LocalDriver::start(env.clone(), l.port, data_dir).await?;
                 let router = local.router_url().to_string();
-                Driver {
+                return Ok(Driver {
                     entry: Some(router.clone()),
                     synthetic: Some(router),
                     deploy: local.clone(),
                     traffic: local,
-                }
+                    revert: None,
+                });
             }
             DeployConfig::Command(c) => {
-                let runner = Arc::new(CommandRunner {
-                    env: env.clone(),
-                    vars_env: c.env.clone(),
-                    timeout: c.timeout,
-                    secrets: secrets.to_vec(),
-                });
-                let traffic = traffic_step(env, traffic, &runner)?;
-                let deploy: Arc<dyn DeployStep> = Arc::new(CommandDeploy {
-                    runner,
+                let runner = runner(c.env.clone(), c.timeout);
+                let step = Arc::new(CommandDeploy {
+                    runner: runner.clone(),
                     cfg: c.clone(),
                 });
-                Driver {
-                    deploy,
-                    traffic,
-                    entry: None,
-                    synthetic: None,
-                }
+                let traffic = traffic_step(env, traffic, runner)?;
+                return Ok(Driver::of(step, traffic));
+            }
+            DeployConfig::GitHubActions(g) => {
+                let github = crate::remote::github::GitHub::new(&g.github, reqwest::Client::new())
+                    .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
+                Arc::new(GitHubActionsDeploy {
+                    env: env.clone(),
+                    cfg: g.clone(),
+                    github,
+                    journal: journal.clone(),
+                })
             }
             DeployConfig::Gitlab(g) => {
-                // Switch commands get the command driver's default time; the pipeline has its own.
-                let runner = Arc::new(CommandRunner {
-                    env: env.clone(),
-                    vars_env: Default::default(),
-                    timeout: std::time::Duration::from_secs(600),
-                    secrets: secrets.to_vec(),
-                });
                 let client = reqwest::Client::builder().no_proxy().build()?;
                 let step = GitlabDeploy::new(env.clone(), g.clone(), journal.clone(), client)
                     .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
-                Driver {
-                    deploy: Arc::new(step),
-                    traffic: traffic_step(env, traffic, &runner)?,
-                    entry: None,
-                    synthetic: None,
-                }
+                Arc::new(step)
             }
-        })
+        };
+        // A command traffic step beside a remote deploy step: its commands get the deploy
+        // step's secrets to mask and a timeout of their own.
+        let traffic = traffic_step(env, traffic, runner(BTreeMap::new(), COMMAND_TIMEOUT))?;
+        Ok(Driver::of(deploy, traffic))
+    }
+
+    fn of(deploy: Arc<dyn DeployStep>, traffic: Arc<dyn TrafficStep>) -> Driver {
+        Driver {
+            deploy,
+            traffic,
+            revert: None,
+            entry: None,
+            synthetic: None,
+        }
     }
 }
 
-/// The traffic step of a driver that has none of its own.
+/// How long a `command` traffic step's command may take beside a deploy step without commands.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
 fn traffic_step(
     env: &EnvName,
     traffic: &TrafficConfig,
-    runner: &Arc<CommandRunner>,
+    runner: Arc<CommandRunner>,
 ) -> anyhow::Result<Arc<dyn TrafficStep>> {
     Ok(match traffic {
         TrafficConfig::Haproxy(h) => Arc::new(HaproxyDriver::from_config(h)),
         TrafficConfig::Command(t) => Arc::new(CommandTraffic {
-            runner: runner.clone(),
+            runner,
             cfg: t.clone(),
         }),
         TrafficConfig::LocalRouter => {

@@ -4,6 +4,7 @@
 //!
 //! This module imports only `core`: deploy steps, checklist evidence and revert requests use
 //! the same clients.
+pub mod github;
 pub mod gitlab;
 pub mod rest;
 

@@ -435,10 +435,31 @@ fn service_message(body: &[u8]) -> String {
             other => other.to_string(),
         })
     };
-    field("message")
+    let main = field("message")
         .or_else(|| field("error_description"))
         .or_else(|| field("error"))
-        .unwrap_or_else(|| one_line(&String::from_utf8_lossy(body)))
+        .unwrap_or_else(|| one_line(&String::from_utf8_lossy(body)));
+    // GitHub's 422 "Validation Failed" says what failed in `errors[].message` (or `.code`).
+    let details: Vec<String> = v
+        .as_ref()
+        .and_then(|v| v.get("errors"))
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    e.get("message")
+                        .or_else(|| e.get("code"))
+                        .and_then(|m| m.as_str())
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if details.is_empty() {
+        main
+    } else {
+        format!("{main}: {}", details.join("; "))
+    }
 }
 
 #[cfg(test)]

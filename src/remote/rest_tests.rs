@@ -204,6 +204,21 @@ async fn a_422_carries_the_services_message() {
     );
 }
 
+#[tokio::test]
+async fn a_validation_failure_names_what_failed() {
+    let (url, _) = server(vec![(
+        422,
+        vec![],
+        "{\"message\":\"Validation Failed\",\"errors\":[{\"resource\":\"PullRequest\",\"code\":\"custom\",\"message\":\"A pull request already exists for o:b.\"}],\"documentation_url\":\"https://docs.github.com/rest\"}",
+    )])
+    .await;
+    let e = api(&url).get("x", soon(5)).await.unwrap_err();
+    assert_eq!(
+        e.detail,
+        "GitHub: 422 Validation Failed: A pull request already exists for o:b."
+    );
+}
+
 #[test]
 fn base_urls_are_https_unless_loopback() {
     assert!(check_base_url("https://api.github.com").is_ok());

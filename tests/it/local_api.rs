@@ -476,8 +476,9 @@ async fn incremental_reads_return_only_new_and_changed_messages() {
     assert_eq!(status_and_error(r).await.0, 400);
 }
 
-/// The channel keeps `local_retention` messages: past it by 500 the oldest go (with their
-/// change-index entries), and what is read back is the newest, in order.
+/// The channel keeps `local_retention` messages: past it the oldest go after each commit, a
+/// few at a time (with their change-index entries), and what is read back is the newest, in
+/// order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oldest_messages_go_past_the_retention() {
     let cfg = test_config("").replace("[bot]\n", "[bot]\nlocal_retention = 10\n");

@@ -55,6 +55,14 @@ pub enum Action {
         env: EnvName,
         colour: Colour,
     },
+    /// Propose a revert of release `bad` (back to `good`) after run `run` rolled it back. The
+    /// run has ended; the answer comes back as `Outcome::Reverted` for it.
+    Revert {
+        run: RunId,
+        env: EnvName,
+        bad: String,
+        good: String,
+    },
     /// Ask the environment's traffic step which colour is live. For a run in `Observing` the
     /// answer comes back as its `Outcome::Observed`; otherwise through `Engine::observed`.
     Observe {
@@ -103,6 +111,16 @@ pub enum Outcome {
     CriticalPath(Result<(), String>),
     SwitchBack(Result<(), String>),
     Observed(LiveView),
+    /// The revert step's answer: the pull or merge request it opened (or found), or why not.
+    Reverted(Result<RevertLink, String>),
+}
+
+/// A revert proposed for review: what the forge calls it and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevertLink {
+    /// E.g. "pull request #42", "merge request !7".
+    pub name: String,
+    pub url: String,
 }
 
 /// The answer to the person who typed a command.

@@ -17,6 +17,7 @@ mod monitoring;
 mod pipeline;
 mod reactions;
 mod restart;
+mod revert;
 mod timers;
 mod wording;
 
@@ -24,8 +25,10 @@ mod wording;
 mod tests;
 
 pub use super::event::{Event, Gate, What};
-pub use super::state::{EnvState, Lock, LockOwner, MonitorProgress, Phase, Run, RunKind};
-pub use effects::{Action, Changes, LiveView, Outcome, Reply, Timer, OBSERVE_EVERY};
+pub use super::state::{
+    EnvState, Lock, LockOwner, MonitorProgress, PendingRevert, Phase, Run, RunKind,
+};
+pub use effects::{Action, Changes, LiveView, Outcome, Reply, RevertLink, Timer, OBSERVE_EVERY};
 
 use super::analysis::Thresholds;
 use super::message::{MsgKey, Post, Room};

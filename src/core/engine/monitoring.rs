@@ -258,6 +258,9 @@ impl Engine {
         };
         self.status_line(tx, id, line);
         tx.say_in_thread(&env, id, wording::rolled_back(&run, &now_live, &display));
+        if !no_previous {
+            self.ask_revert(tx, &run);
+        }
         let phase = if no_previous {
             Phase::Failed
         } else {

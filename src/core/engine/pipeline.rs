@@ -38,6 +38,11 @@ impl Engine {
         outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Changes {
+        // The rollback's run has ended when its revert is answered.
+        let outcome = match outcome {
+            Outcome::Reverted(r) => return self.reverted(id, r, now),
+            other => other,
+        };
         let mut tx = Tx::new(now);
         let Some(run) = self.runs.get(&id) else {
             return tx.ch;

@@ -737,6 +737,24 @@ pub mod reason {
     }
 }
 
+// ---- revert -----------------------------------------------------------------------------
+
+pub fn revert_asked(bad: &str, good: &str) -> String {
+    format!("↩️ Proposing a revert of {bad}'s changes (back to {good}) for review…")
+}
+
+pub fn revert_opened(bad: &str, good: &str, name: &str, url: &str) -> String {
+    format!("↩️ Revert of {bad} (back to {good}) is ready for review: {name} {url}")
+}
+
+pub fn revert_failed(bad: &str, why: &str) -> String {
+    format!("⚠️ Could not propose a revert of {bad}: {why}. Revert it by hand; greenlight will not retry.")
+}
+
+pub fn revert_resumed(bad: &str) -> String {
+    format!("🔁 greenlight restarted: looking for the revert of {bad} (one is opened only if none exists).")
+}
+
 /// An incident alert: the environment, what happened, the link to the run's page.
 pub fn incident(display: &str, text: &str, link: &str) -> String {
     format!("🚨 {display}: {text} {link}")

@@ -10,6 +10,7 @@ mod freezes;
 mod reactions;
 mod regressions;
 mod restart;
+mod revert;
 mod rollback;
 mod stored;
 
@@ -99,6 +100,14 @@ fn answer_ok(a: &Action) -> (RunId, u32, Outcome) {
         Action::SwitchBack { run, attempt, .. } => (*run, *attempt, Outcome::SwitchBack(Ok(()))),
         Action::Teardown { .. } => panic!("a teardown has no result"),
         Action::Observe { .. } => panic!("an observation is answered by H::drive"),
+        Action::Revert { run, .. } => (
+            *run,
+            0,
+            Outcome::Reverted(Ok(super::RevertLink {
+                name: "pull request #7".into(),
+                url: "https://github.example/o/r/pull/7".into(),
+            })),
+        ),
     }
 }
 
@@ -453,7 +462,11 @@ impl H {
     /// Staging with v1.2.0 stable on blue (run 1), then run 2 (v1.3.0 by bob, approved by
     /// alice, to green) driven until it is in `phase`. Returns the last Changes and their time.
     fn second_deploy_in(phase: Phase) -> (H, RunId, Changes, DateTime<Utc>) {
-        let mut h = H::demo();
+        H::second_deploy_with(H::demo(), phase)
+    }
+
+    /// `second_deploy_in` on an engine of one's own rules.
+    fn second_deploy_with(mut h: H, phase: Phase) -> (H, RunId, Changes, DateTime<Utc>) {
         h.deploy_stable("alice", "bob", "v1.2.0", "staging", wed(10, 0));
         let now = wed(11, 0);
         let id = h.request("bob", "v1.3.0", "staging", now);

@@ -1,0 +1,311 @@
+//! The revert of a release on GitHub, without a checkout: the files the release changed
+//! (the trees of `good` and `bad` compared) are set back to what `good` had, on top of the
+//! default branch's head, as one commit on a branch of its own, and a pull request is opened.
+//! A file that also changed on the default branch since `bad` is a conflict: it is named and
+//! nothing is opened (a person reverts by hand). GitHub has no REST revert endpoint; the git
+//! data API builds the commit (platform notes).
+
+use super::{branch_name, Record};
+use crate::core::engine::RevertLink;
+use crate::deploy::{BoxFuture, RevertStep, StepCtx};
+use crate::remote::github::git::{self, tree::Change, Entry};
+use crate::remote::github::{pulls, repo};
+use crate::remote::rest::{Api, ApiError, ErrorKind};
+use crate::store::Journal;
+use crate::telemetry::fault;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How many conflicting paths a refusal names.
+const NAMED: usize = 5;
+
+pub struct GitHubRevert {
+    pub api: Api,
+    /// `owner/name`.
+    pub repo: String,
+    pub journal: Journal,
+    /// How long one revert may take, retries included.
+    pub timeout: Duration,
+}
+
+impl RevertStep for GitHubRevert {
+    fn revert<'a>(
+        &'a self,
+        bad: &'a str,
+        good: &'a str,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<RevertLink, String>> {
+        Box::pin(async move {
+            let key = ctx.key("revert");
+            let known: Option<Record> = self.journal.get(&key).map_err(|e| format!("{e:#}"))?;
+            if let Some(Record {
+                name: Some(name),
+                url: Some(url),
+                ..
+            }) = known
+            {
+                return Ok(RevertLink { name, url });
+            }
+            let branch = branch_name(ctx);
+            let started = Record {
+                branch: branch.clone(),
+                name: None,
+                url: None,
+            };
+            self.journal
+                .put(&key, &started)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let link = self
+                .open(bad, good, ctx, &branch)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = Record {
+                branch,
+                name: Some(link.name.clone()),
+                url: Some(link.url.clone()),
+            };
+            self.journal
+                .put(&key, &done)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            Ok(link)
+        })
+    }
+}
+
+/// Why a revert was not opened, in one line.
+#[derive(Debug)]
+struct Why(String);
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ApiError> for Why {
+    fn from(e: ApiError) -> Why {
+        Why(e.detail)
+    }
+}
+
+impl GitHubRevert {
+    async fn open(
+        &self,
+        bad: &str,
+        good: &str,
+        ctx: &StepCtx,
+        branch: &str,
+    ) -> Result<RevertLink, Why> {
+        let (api, repo) = (&self.api, self.repo.as_str());
+        let until = Instant::now() + self.timeout;
+        let base = repo::default_branch(api, repo, until).await?;
+        // Opened before a crash: found, not opened again.
+        if let Some(p) = pulls::find(api, repo, branch, until)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Ok(link(&p));
+        }
+        if git::refs::head(api, repo, branch, until).await?.is_none() {
+            let head = git::refs::head(api, repo, &base, until)
+                .await?
+                .ok_or_else(|| Why(format!("GitHub: the default branch {base} does not exist")))?;
+            let commit = self
+                .revert_commit(bad, good, ctx, &base, &head, until)
+                .await?;
+            // A branch that appeared meanwhile (a restart racing itself) is used as it is.
+            git::refs::create(api, repo, branch, &commit, until).await?;
+        }
+        fault("revert:branch");
+        let title = format!("Revert {bad} (rolled back in {})", ctx.env);
+        let body = format!(
+            "greenlight rolled {bad} back to {good} in {} (run {}). This reverts the files {bad} changed since {good}, on top of {base}, for review.\n\nMerge it to keep the default branch in step with what runs; close it if the fix goes forward instead.",
+            ctx.env, ctx.run
+        );
+        let pr = match pulls::open(api, repo, branch, &base, &title, &body, until).await? {
+            Some(p) => p,
+            None => pulls::find(api, repo, branch, until)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    Why(
+                        "GitHub said a pull request exists for the revert branch but lists none"
+                            .into(),
+                    )
+                })?,
+        };
+        fault("revert:opened");
+        Ok(link(&pr))
+    }
+
+    /// The commit that sets every file `bad` changed back to `good`'s, on `head`.
+    async fn revert_commit(
+        &self,
+        bad: &str,
+        good: &str,
+        ctx: &StepCtx,
+        base: &str,
+        head: &str,
+        until: Instant,
+    ) -> Result<String, Why> {
+        let (api, repo) = (&self.api, self.repo.as_str());
+        let g = git::resolve::resolve(api, repo, good, until)
+            .await
+            .map_err(|e| not_found(e, good, repo))?;
+        let b = git::resolve::resolve(api, repo, bad, until)
+            .await
+            .map_err(|e| not_found(e, bad, repo))?;
+        let h = git::resolve::resolve(api, repo, head, until).await?;
+        let files = |t: Vec<Entry>| -> BTreeMap<String, Entry> {
+            t.into_iter()
+                .filter(|e| e.kind != "tree")
+                .map(|e| (e.path.clone(), e))
+                .collect()
+        };
+        let gt = files(git::tree::read(api, repo, &g.tree, until).await?);
+        let bt = files(git::tree::read(api, repo, &b.tree, until).await?);
+        let ht = files(git::tree::read(api, repo, &h.tree, until).await?);
+        let changes = plan(&gt, &bt, &ht).map_err(|p| match p {
+            Plan::Nothing => Why(format!("{bad} changed no file since {good}: nothing to revert")),
+            Plan::Done => Why(format!("{base} already has {good}'s version of every file {bad} changed: nothing to revert")),
+            Plan::Conflict(paths) => Why(format!(
+                "{} changed on {base} since {bad} ({}{}): a conflict, revert by hand",
+                if paths.len() == 1 { "1 file".to_string() } else { format!("{} files", paths.len()) },
+                paths.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", "),
+                if paths.len() > NAMED { ", …" } else { "" }
+            )),
+        })?;
+        let tree = git::tree::create(api, repo, &h.tree, &changes, until).await?;
+        let message = format!(
+            "Revert {bad} (back to {good})\n\nRolled back by greenlight in {} (run {}).",
+            ctx.env, ctx.run
+        );
+        Ok(git::commit::create(api, repo, &message, &tree, &h.commit, until).await?)
+    }
+}
+
+/// A version GitHub does not know (404, or 422 "No commit found for SHA").
+fn not_found(e: ApiError, version: &str, repo: &str) -> Why {
+    match e.kind {
+        ErrorKind::NotFound | ErrorKind::Rejected => Why(format!(
+            "GitHub: {version} is not a tag, branch or commit of {repo}"
+        )),
+        _ => Why(e.detail),
+    }
+}
+
+fn link(p: &pulls::Pull) -> RevertLink {
+    RevertLink {
+        name: format!("pull request #{}", p.number),
+        url: p.html_url.clone(),
+    }
+}
+
+/// Why no revert can be planned.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    /// `good` and `bad` hold the same files.
+    Nothing,
+    /// The default branch already holds `good`'s files.
+    Done,
+    /// These files changed on the default branch since `bad`.
+    Conflict(Vec<String>),
+}
+
+/// The changes that put `good`'s version of every file `bad` changed onto the head, if the
+/// head still holds `bad`'s version of each.
+fn plan(
+    good: &BTreeMap<String, Entry>,
+    bad: &BTreeMap<String, Entry>,
+    head: &BTreeMap<String, Entry>,
+) -> Result<Vec<Change>, Plan> {
+    let same = |a: Option<&Entry>, b: Option<&Entry>| match (a, b) {
+        (Some(a), Some(b)) => a.sha == b.sha && a.mode == b.mode,
+        (None, None) => true,
+        _ => false,
+    };
+    let changed: Vec<&String> = good
+        .keys()
+        .chain(bad.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|p| !same(good.get(*p), bad.get(*p)))
+        .collect();
+    if changed.is_empty() {
+        return Err(Plan::Nothing);
+    }
+    if changed.iter().all(|p| same(head.get(*p), good.get(*p))) {
+        return Err(Plan::Done);
+    }
+    let conflicts: Vec<String> = changed
+        .iter()
+        .filter(|p| !same(head.get(**p), bad.get(**p)))
+        .map(|p| p.to_string())
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(Plan::Conflict(conflicts));
+    }
+    Ok(changed
+        .into_iter()
+        .map(|p| Change {
+            path: p.clone(),
+            entry: good.get(p).cloned(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, sha: &str) -> (String, Entry) {
+        (
+            path.into(),
+            Entry {
+                path: path.into(),
+                mode: "100644".into(),
+                kind: "blob".into(),
+                sha: sha.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_revert_sets_back_what_the_release_changed_and_nothing_else() {
+        let good = BTreeMap::from([e("a", "1"), e("b", "1"), e("gone", "1")]);
+        let bad = BTreeMap::from([e("a", "2"), e("b", "1"), e("new", "1")]);
+        // The head moved on elsewhere (c) but not in a, new or gone.
+        let head = BTreeMap::from([e("a", "2"), e("b", "1"), e("new", "1"), e("c", "9")]);
+        let ch = plan(&good, &bad, &head).unwrap();
+        let got: Vec<(String, Option<String>)> = ch
+            .iter()
+            .map(|c| (c.path.clone(), c.entry.as_ref().map(|e| e.sha.clone())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), Some("1".into())),
+                ("gone".into(), Some("1".into())),
+                ("new".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_changed_since_the_release_is_a_conflict_and_nothing_is_planned() {
+        let good = BTreeMap::from([e("a", "1")]);
+        let bad = BTreeMap::from([e("a", "2")]);
+        let head = BTreeMap::from([e("a", "3")]);
+        assert_eq!(
+            plan(&good, &bad, &head).err(),
+            Some(Plan::Conflict(vec!["a".into()]))
+        );
+        assert_eq!(plan(&good, &good, &head).err(), Some(Plan::Nothing));
+        assert_eq!(plan(&good, &bad, &good).err(), Some(Plan::Done));
+    }
+}
