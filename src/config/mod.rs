@@ -5,7 +5,7 @@
 //! One file per part of the file: `bot.rs` (`[bot]`, `[local]`, `[slack]`, `[discord]`),
 //! `people.rs` (`[users]`, `[[freeze]]`), `environment.rs` (`[environments.X]`). A driver's or
 //! provider's own section is its component's schema (`[github]`: `remote::github::schema`;
-//! `[gitlab]`: `remote::gitlab::settings`; `deploy::command::schema`,
+//! `[gitlab]`: `remote::gitlab::schema`; `deploy::command::schema`,
 //! `deploy::haproxy`, `deploy::local`, `metrics::schema`, `verify::SmokeStep`): config
 //! knows which section holds it and adds line numbers, never its fields.
 

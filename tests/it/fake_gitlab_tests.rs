@@ -255,7 +255,7 @@ async fn faults_rate_limits_and_down() {
 /// greenlight's own client reads what the fake writes (the shapes agree both ways).
 #[tokio::test]
 async fn greenlight_s_client_reads_the_fake() {
-    use greenlight::remote::gitlab::{create, pipeline, pipelines, trigger, Gitlab, Settings};
+    use greenlight::remote::gitlab::{pipelines, Gitlab, Settings};
     let gl = FakeGitlab::start(&["v2.0.0"]).await;
     let s = Settings {
         api_url: gl.url.clone(),
@@ -266,21 +266,23 @@ async fn greenlight_s_client_reads_the_fake() {
     let client = Gitlab::new(&s, http()).unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     let vars = [("K".to_string(), "a b&c".to_string())].into();
-    let p = trigger::trigger(&client, TRIGGER_TOKEN, "v2.0.0", &vars, until)
+    let p = client
+        .trigger(TRIGGER_TOKEN, "v2.0.0", &vars, until)
         .await
         .unwrap();
     assert_eq!(p.status, "created");
     assert_eq!(gl.pipelines()[0].4["K"], "a b&c");
-    let q = create::create(&client, "main", &vars, until).await.unwrap();
+    let q = client.create_pipeline("main", &vars, until).await.unwrap();
     assert_eq!(q.source.as_deref(), Some("api"));
     assert_eq!(
-        pipeline::get(&client, p.id, until).await.unwrap().status,
+        client.pipeline(p.id, until).await.unwrap().status,
         "pending"
     );
     for _ in 0..120 {
         gl.add_pipeline("main", "push", "success", Duration::from_secs(60));
     }
-    let all = pipelines::list(&client, &pipelines::Query::default(), 5, until)
+    let all = client
+        .pipelines(&pipelines::Query::default(), 5, until)
         .await
         .unwrap();
     assert_eq!(all.len(), 122, "followed the Link header past page one");
@@ -289,7 +291,7 @@ async fn greenlight_s_client_reads_the_fake() {
         source: Some("trigger"),
         ..Default::default()
     };
-    let found = pipelines::list(&client, &mine, 1, until).await.unwrap();
+    let found = client.pipelines(&mine, 1, until).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, p.id);
 }

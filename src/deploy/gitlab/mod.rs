@@ -18,7 +18,7 @@ pub use schema::GitlabDeployConfig;
 use super::{BoxFuture, DeployStep, StepCtx};
 use crate::core::Colour;
 use crate::remote::gitlab::pipelines::Query;
-use crate::remote::gitlab::{create, pipeline, pipelines, trigger, Gitlab, Pipeline, State};
+use crate::remote::gitlab::{Gitlab, Pipeline, State};
 use crate::remote::{ApiError, ErrorKind};
 use crate::store::Journal;
 use crate::telemetry::fault;
@@ -89,7 +89,9 @@ impl GitlabDeploy {
         let p = match recorded {
             None => self.start(&key, colour, version, until).await?,
             Some(rec) => match rec.pipeline {
-                Some(id) => pipeline::get(&self.gl, id, until)
+                Some(id) => self
+                    .gl
+                    .pipeline(id, until)
                     .await
                     .map_err(|e| self.failed(&e, None))?,
                 None => self.find(&key, rec, until).await?,
@@ -136,8 +138,16 @@ impl GitlabDeploy {
             .map_err(|e| format!("{e}; no pipeline was created"))?;
         fault("gitlab:journaled");
         let created = match &self.gl.trigger_token {
-            Some(t) => trigger::trigger(&self.gl, t, &rec.git_ref, &rec.variables, until).await,
-            None => create::create(&self.gl, &rec.git_ref, &rec.variables, until).await,
+            Some(t) => {
+                self.gl
+                    .trigger(t, &rec.git_ref, &rec.variables, until)
+                    .await
+            }
+            None => {
+                self.gl
+                    .create_pipeline(&rec.git_ref, &rec.variables, until)
+                    .await
+            }
         };
         let p = match created {
             Ok(p) => p,
@@ -168,7 +178,9 @@ impl GitlabDeploy {
         loop {
             // Each look may take until the step's deadline (a slow answer is still an answer);
             // `give_up` only ends the looking.
-            let found = pipelines::list(&self.gl, &q, 5, until)
+            let found = self
+                .gl
+                .pipelines(&q, 5, until)
                 .await
                 .map_err(|e| self.failed(&e, None))?
                 .into_iter()
@@ -208,7 +220,7 @@ impl GitlabDeploy {
                 return Err(self.timed_out(&p));
             }
             tokio::time::sleep(self.cfg.poll_interval).await;
-            p = match pipeline::get(&self.gl, p.id, until).await {
+            p = match self.gl.pipeline(p.id, until).await {
                 Ok(next) => next,
                 Err(e) => return Err(self.failed(&e, Some(&p))),
             };

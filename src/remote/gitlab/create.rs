@@ -7,20 +7,22 @@ use reqwest::Method;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
-pub async fn create(
-    gl: &Gitlab,
-    git_ref: &str,
-    variables: &BTreeMap<String, String>,
-    until: Instant,
-) -> Result<Pipeline, ApiError> {
-    let vars: Vec<serde_json::Value> = variables
-        .iter()
-        .map(|(k, v)| serde_json::json!({"key": k, "value": v, "variable_type": "env_var"}))
-        .collect();
-    let body = serde_json::json!({"ref": git_ref, "variables": vars});
-    let answer = gl
-        .api
-        .send(Method::POST, &gl.path("pipeline"), Some(&body), until)
-        .await?;
-    answer.json(&gl.api)
+impl Gitlab {
+    pub async fn create_pipeline(
+        &self,
+        git_ref: &str,
+        variables: &BTreeMap<String, String>,
+        until: Instant,
+    ) -> Result<Pipeline, ApiError> {
+        let vars: Vec<serde_json::Value> = variables
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v, "variable_type": "env_var"}))
+            .collect();
+        let body = serde_json::json!({"ref": git_ref, "variables": vars});
+        let answer = self
+            .api
+            .send(Method::POST, &self.path("pipeline"), Some(&body), until)
+            .await?;
+        answer.json(&self.api)
+    }
 }

@@ -3,21 +3,22 @@
 //! refusals in one line, secrets masked); the `gitlab` crate is synchronous-first and far
 //! larger than the handful of endpoints greenlight calls.
 //!
-//! Shape: `settings.rs` the `[gitlab]` keys (the top-level section and a driver's overrides)
-//! and their resolution, `types.rs` what the endpoints answer, then `trigger.rs`, `create.rs`,
-//! `pipeline.rs`, `pipelines.rs`: one endpoint each.
+//! Shape: `schema.rs` the `[gitlab]` keys (the top-level section and a driver's overrides)
+//! and their resolution, this file the client and what the endpoints answer, then one file
+//! per endpoint, each an `impl` block on [`Gitlab`]: `trigger.rs`, `create.rs`, `pipeline.rs`,
+//! `pipelines.rs`. A new endpoint is a new file beside these.
 
 pub mod create;
 pub mod pipeline;
 pub mod pipelines;
-pub mod settings;
+pub mod schema;
 pub mod trigger;
-pub mod types;
 
-pub use settings::{GitlabSection, Keys, Settings};
-pub use types::{Pipeline, State};
+pub use schema::{GitlabSection, Keys, Settings};
 
 use super::rest::Api;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 /// A project on a GitLab instance, with the credentials to reach it.
 #[derive(Clone)]
@@ -61,6 +62,55 @@ pub fn project_id(project: &str) -> String {
         .collect::<String>()
         // form encoding writes a space as `+`; a path segment wants `%20`.
         .replace('+', "%20")
+}
+
+/// A pipeline, as `POST .../pipeline`, `POST .../trigger/pipeline`, `GET .../pipelines/:id`
+/// and `GET .../pipelines` answer it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pipeline {
+    pub id: u64,
+    #[serde(default)]
+    pub iid: Option<u64>,
+    #[serde(default)]
+    pub project_id: Option<u64>,
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(rename = "ref", default)]
+    pub git_ref: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub web_url: String,
+}
+
+/// Where a pipeline's status leaves a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// created, waiting_for_resource, preparing, pending, running, scheduled (a delayed job
+    /// starts by itself): keep waiting.
+    Going,
+    Succeeded,
+    /// failed, canceled, skipped.
+    Ended,
+    /// Blocked on a manual job: it waits for a person in GitLab, not for time.
+    Manual,
+}
+
+impl Pipeline {
+    pub fn state(&self) -> State {
+        match self.status.as_str() {
+            "success" => State::Succeeded,
+            "failed" | "canceled" | "skipped" => State::Ended,
+            "manual" => State::Manual,
+            // Unknown statuses a newer GitLab may add are waited on, bounded by the timeout.
+            _ => State::Going,
+        }
+    }
 }
 
 #[cfg(test)]

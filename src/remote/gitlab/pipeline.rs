@@ -4,10 +4,12 @@ use super::{Gitlab, Pipeline};
 use crate::remote::ApiError;
 use tokio::time::Instant;
 
-pub async fn get(gl: &Gitlab, id: u64, until: Instant) -> Result<Pipeline, ApiError> {
-    let answer = gl
-        .api
-        .get(&gl.path(&format!("pipelines/{id}")), until)
-        .await?;
-    answer.json(&gl.api)
+impl Gitlab {
+    pub async fn pipeline(&self, id: u64, until: Instant) -> Result<Pipeline, ApiError> {
+        let answer = self
+            .api
+            .get(&self.path(&format!("pipelines/{id}")), until)
+            .await?;
+        answer.json(&self.api)
+    }
 }

@@ -17,26 +17,29 @@ pub struct Query<'a> {
     pub updated_after: Option<DateTime<Utc>>,
 }
 
-pub async fn list(
-    gl: &Gitlab,
-    q: &Query<'_>,
-    max_pages: usize,
-    until: Instant,
-) -> Result<Vec<Pipeline>, ApiError> {
-    let first = format!("{}?{}", gl.path("pipelines"), query(q));
-    let mut next = Some(first.clone());
-    let mut all = Vec::new();
-    for _ in 0..max_pages.max(1) {
-        let Some(path) = next.take() else { break };
-        let answer = gl.api.get(&path, until).await?;
-        all.extend(answer.json::<Vec<Pipeline>>(&gl.api)?);
-        next = answer.next_link().or_else(|| {
-            // Without a `Link` header, `x-next-page` names the page (empty on the last).
-            let page = answer.headers.get("x-next-page")?.to_str().ok()?.trim();
-            (!page.is_empty()).then(|| format!("{first}&page={page}"))
-        });
+impl Gitlab {
+    /// The pipelines `q` selects, newest first, reading at most `max_pages` pages of 100.
+    pub async fn pipelines(
+        &self,
+        q: &Query<'_>,
+        max_pages: usize,
+        until: Instant,
+    ) -> Result<Vec<Pipeline>, ApiError> {
+        let first = format!("{}?{}", self.path("pipelines"), query(q));
+        let mut next = Some(first.clone());
+        let mut all = Vec::new();
+        for _ in 0..max_pages.max(1) {
+            let Some(path) = next.take() else { break };
+            let answer = self.api.get(&path, until).await?;
+            all.extend(answer.json::<Vec<Pipeline>>(&self.api)?);
+            next = answer.next_link().or_else(|| {
+                // Without a `Link` header, `x-next-page` names the page (empty on the last).
+                let page = answer.headers.get("x-next-page")?.to_str().ok()?.trim();
+                (!page.is_empty()).then(|| format!("{first}&page={page}"))
+            });
+        }
+        Ok(all)
     }
-    Ok(all)
 }
 
 /// The query string (a helper of its own: the serializer is not `Send`).

@@ -6,25 +6,27 @@ use crate::remote::ApiError;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
-pub async fn trigger(
-    gl: &Gitlab,
-    token: &str,
-    git_ref: &str,
-    variables: &BTreeMap<String, String>,
-    until: Instant,
-) -> Result<Pipeline, ApiError> {
-    let mut form = vec![
-        ("token".to_string(), token.to_string()),
-        ("ref".to_string(), git_ref.to_string()),
-    ];
-    form.extend(
-        variables
-            .iter()
-            .map(|(k, v)| (format!("variables[{k}]"), v.clone())),
-    );
-    let answer = gl
-        .api
-        .send_form(&gl.path("trigger/pipeline"), &form, until)
-        .await?;
-    answer.json(&gl.api)
+impl Gitlab {
+    pub async fn trigger(
+        &self,
+        token: &str,
+        git_ref: &str,
+        variables: &BTreeMap<String, String>,
+        until: Instant,
+    ) -> Result<Pipeline, ApiError> {
+        let mut form = vec![
+            ("token".to_string(), token.to_string()),
+            ("ref".to_string(), git_ref.to_string()),
+        ];
+        form.extend(
+            variables
+                .iter()
+                .map(|(k, v)| (format!("variables[{k}]"), v.clone())),
+        );
+        let answer = self
+            .api
+            .send_form(&self.path("trigger/pipeline"), &form, until)
+            .await?;
+        answer.json(&self.api)
+    }
 }
