@@ -43,6 +43,8 @@ pub struct Config {
     pub environments: BTreeMap<EnvName, EnvConfig>,
     /// The `[github]` section's keys (the token resolved), each environment's default.
     pub github: GitHubKeys,
+    /// The `[gitlab]` section's keys (not resolved), each environment's default.
+    pub gitlab: crate::remote::gitlab::Keys,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
 }
@@ -165,6 +167,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         freezes,
         environments,
         github,
+        gitlab,
         warnings,
     })
 }

@@ -45,6 +45,7 @@ impl Setup {
             .into(),
             timeout,
             poll_interval: Duration::from_millis(20),
+            find_timeout: Duration::from_secs(1),
             blue_url: "http://127.0.0.1:1".into(),
             green_url: "http://127.0.0.1:2".into(),
         };
@@ -61,7 +62,6 @@ impl Setup {
             max: Duration::from_millis(100),
             attempt_timeout: Duration::from_secs(2),
         };
-        s.find_wait = Duration::from_secs(1);
         s
     }
 }

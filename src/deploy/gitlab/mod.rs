@@ -25,15 +25,11 @@ use crate::telemetry::fault;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// How far GitLab's clock may run behind ours when a pipeline is looked for by its creation
 /// time after a restart.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(10);
-
-/// How long a pipeline that may have been created is looked for before the step gives up.
-const FIND_WAIT: Duration = Duration::from_secs(30);
 
 /// What the step writes in the journal under the run's `deploy` key.
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,8 +49,6 @@ pub struct GitlabDeploy {
     cfg: GitlabDeployConfig,
     journal: Journal,
     env: crate::core::EnvName,
-    /// How long a pipeline that may have been created is looked for (tests shorten it).
-    pub find_wait: Duration,
 }
 
 impl GitlabDeploy {
@@ -70,7 +64,6 @@ impl GitlabDeploy {
             cfg,
             journal,
             env,
-            find_wait: FIND_WAIT,
         })
     }
 
@@ -165,10 +158,10 @@ impl GitlabDeploy {
     }
 
     /// The pipeline on the recorded ref created since the intent was written: the first one
-    /// (a later one is someone else's). Looked for until `find_wait` has passed.
+    /// (a later one is someone else's). Looked for until `find_timeout` has passed.
     async fn find(&self, key: &str, mut rec: Record, until: Instant) -> Result<Pipeline, String> {
         let since = rec.started_at - CLOCK_SKEW;
-        let give_up = until.min(Instant::now() + self.find_wait);
+        let give_up = until.min(Instant::now() + self.cfg.find_timeout);
         let q = Query {
             git_ref: Some(&rec.git_ref),
             source: Some(&rec.source),

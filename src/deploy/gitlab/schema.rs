@@ -19,6 +19,7 @@ pub struct DeploySection {
     variables: BTreeMap<String, String>,
     timeout: Option<String>,
     poll_interval: Option<String>,
+    find_timeout: Option<String>,
     blue_url: String,
     green_url: String,
     api_url: Option<String>,
@@ -39,6 +40,9 @@ pub struct GitlabDeployConfig {
     pub timeout: Duration,
     /// How often the pipeline is looked at (default 5 seconds).
     pub poll_interval: Duration,
+    /// How long a pipeline that may have been created (a lost answer, a restart) is looked
+    /// for before the step gives up rather than create a second one (default 30 seconds).
+    pub find_timeout: Duration,
     pub blue_url: String,
     pub green_url: String,
 }
@@ -100,6 +104,7 @@ impl DeploySection {
             variables: self.variables,
             timeout: duration(self.timeout, "timeout", 30 * 60)?,
             poll_interval: duration(self.poll_interval, "poll_interval", 5)?,
+            find_timeout: duration(self.find_timeout, "find_timeout", 30)?,
             blue_url: self.blue_url.trim_end_matches('/').to_string(),
             green_url: self.green_url.trim_end_matches('/').to_string(),
             settings,
@@ -151,6 +156,7 @@ mod tests {
         assert_eq!(d.deploy.git_ref, "{version}");
         assert_eq!(d.deploy.timeout, Duration::from_secs(1800));
         assert_eq!(d.deploy.poll_interval, Duration::from_secs(5));
+        assert_eq!(d.deploy.find_timeout, Duration::from_secs(30));
         assert_eq!(d.deploy.blue_url, "http://b");
         assert_eq!(d.deploy.settings.project, "g/p");
         assert_eq!(d.secrets, vec!["glpat-s3cret".to_string()]);
