@@ -11,16 +11,19 @@
 mod bot;
 mod context;
 mod environment;
+mod forges;
 mod people;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 pub use crate::deploy::schema::{DeployConfig, TrafficConfig};
+pub use crate::evidence::schema::Forges;
 pub use crate::metrics::schema::MetricsConfig;
 pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
 pub use context::ConfigError;
 pub use environment::{Channels, ChecklistItemConfig, EnvConfig, HealthConfig, MonitorConfig};
+pub use forges::CiItem;
 pub use people::User;
 
 use crate::core::freeze::FreezeRule;
@@ -39,6 +42,8 @@ pub struct Config {
     pub users: BTreeMap<UserId, User>,
     pub freezes: Vec<FreezeRule>,
     pub environments: BTreeMap<EnvName, EnvConfig>,
+    /// `[github]` and `[gitlab]`, where checklist evidence is read.
+    pub forges: Forges,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
 }
@@ -69,6 +74,19 @@ impl Config {
             .collect()
     }
 
+    /// Every evidence item (environment, index, forge), for the evidence reader.
+    pub fn evidence_items(&self) -> Vec<(EnvName, usize, crate::evidence::schema::Source)> {
+        let mut out = Vec::new();
+        for (name, e) in &self.environments {
+            for (i, item) in e.checklist.iter().enumerate() {
+                if let Some(ci) = &item.evidence {
+                    out.push((name.clone(), i, ci.source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn env_names(&self) -> String {
         self.environments
             .keys()
@@ -95,6 +113,8 @@ struct Raw {
     freeze: Vec<people::RawFreeze>,
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
+    github: Option<Spanned<crate::evidence::schema::GithubSection>>,
+    gitlab: Option<Spanned<crate::evidence::schema::GitlabSection>>,
 }
 
 /// Reads and parses a config file. Environment references are resolved with the process env.
@@ -128,11 +148,13 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         .map(|k| k.get_ref().clone())
         .collect();
     let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
+    let forges = forges::forges(&cx, raw.github, raw.gitlab)?;
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
         let env = environment::environment(&cx, &groups, key, e)?;
         environments.insert(env.name.clone(), env);
     }
+    forges::resolve_sources(&cx, &forges, &mut environments)?;
     if environments.is_empty() {
         return Err(ConfigError {
             line: None,
@@ -149,6 +171,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         users,
         freezes,
         environments,
+        forges,
         warnings,
     })
 }

@@ -1,6 +1,7 @@
 //! The pre-deployment checklist: items, eligible approvers, quorum, no self-approval, veto,
 //! withdrawal. Pure: group membership comes in as a function.
 
+use super::evidence::Proof;
 use super::UserId;
 use serde::{Deserialize, Serialize};
 
@@ -48,11 +49,17 @@ pub struct Item {
     /// this field existed have none, so any removal withdraws theirs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<(UserId, String)>,
+    /// An item ticked by evidence (CI) rather than by reviewers: no reaction counts on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Proof>,
 }
 
 impl Item {
     pub fn done(&self) -> bool {
-        self.approvers.len() as u32 >= self.needed
+        match &self.evidence {
+            Some(p) => p.passed(),
+            None => self.approvers.len() as u32 >= self.needed,
+        }
     }
 }
 
@@ -107,6 +114,7 @@ impl Checklist {
                     needed,
                     approvers: Vec::new(),
                     marks: Vec::new(),
+                    evidence: None,
                 })
                 .collect(),
             veto: None,
@@ -261,6 +269,14 @@ impl Checklist {
         let Some(item) = self.items.get_mut(i) else {
             return Outcome::Ignored;
         };
+        if item.evidence.is_some() {
+            // Never a tick without evidence: a person's reaction is not evidence.
+            return Outcome::NotCounted(format!(
+                "{user}'s approval of \"{}\" does not count: CI evidence ticks this item by itself; break-glass can override it with /deploy override <run> {} \"<reason>\"",
+                item.text,
+                i + 1
+            ));
+        }
         if user == requester {
             return Outcome::NotCounted(format!(
                 "{user}'s approval of \"{}\" does not count: the requester cannot approve their own run",

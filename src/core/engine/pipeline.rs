@@ -86,6 +86,9 @@ impl Engine {
                     Err(why) => self.fail_unseen(&mut tx, id, &why),
                 }
             }
+            (Phase::AwaitingChecklist, Outcome::Evidence { item, verdict }) => {
+                self.evidence_result(&mut tx, id, item, verdict)
+            }
             (Phase::Monitoring | Phase::RollingBack, outcome) => {
                 self.monitoring_result(&mut tx, id, phase, outcome)
             }

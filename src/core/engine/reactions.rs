@@ -120,12 +120,6 @@ impl Engine {
         let outcome = run
             .checklist
             .react_as(&requester, user, &in_group, target, emoji, added);
-        let item_post = |run: &super::Run, item: usize| {
-            Post::top(&env, Room::Deploys, run.checklist.item_line(item))
-                .keyed(MsgKey::Item(id, item))
-                .in_thread(id)
-                .editing()
-        };
         match outcome {
             checklist::Outcome::Ignored => {}
             checklist::Outcome::Noted => tx.touch_run(id),
@@ -135,11 +129,11 @@ impl Engine {
             }
             checklist::Outcome::Withdrawn { item } => {
                 tx.event(id, Some(user), What::Withdrew { item });
-                tx.post(item_post(&self.runs[&id], item));
+                tx.post(self.item_post(id, item).editing());
             }
             checklist::Outcome::Approved { item, complete } => {
                 tx.event(id, Some(user), What::Approved { item });
-                tx.post(item_post(&self.runs[&id], item));
+                tx.post(self.item_post(id, item).editing());
                 if complete {
                     self.checklist_complete(tx, id);
                 }

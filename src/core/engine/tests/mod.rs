@@ -5,6 +5,7 @@
 
 mod commands;
 mod deploys;
+mod evidence;
 mod failures;
 mod freezes;
 mod reactions;
@@ -99,6 +100,7 @@ fn answer_ok(a: &Action) -> (RunId, u32, Outcome) {
         Action::SwitchBack { run, attempt, .. } => (*run, *attempt, Outcome::SwitchBack(Ok(()))),
         Action::Teardown { .. } => panic!("a teardown has no result"),
         Action::Observe { .. } => panic!("an observation is answered by H::drive"),
+        Action::CheckEvidence { .. } => panic!("evidence is answered by its own tests"),
     }
 }
 
