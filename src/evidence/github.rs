@@ -3,10 +3,11 @@
 
 use super::judge::{judge, Check, State};
 use super::schema::ForgeSettings;
-use super::{BoxFuture, CiSource, READ_DEADLINE};
+use super::{BoxFuture, CiSource};
 use crate::core::evidence::Verdict;
 use crate::remote::github::{self, checks};
 use crate::remote::rest::{Api, ApiError};
+use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct GithubCi {
@@ -61,9 +62,14 @@ fn status(s: checks::Status) -> Check {
 }
 
 impl CiSource for GithubCi {
-    fn read<'a>(&'a self, version: &'a str, required: &'a [String]) -> BoxFuture<'a, Verdict> {
+    fn read<'a>(
+        &'a self,
+        version: &'a str,
+        required: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            match self.checks(version, Instant::now() + READ_DEADLINE).await {
+            match self.checks(version, Instant::now() + deadline).await {
                 Ok(Ok((sha, checks))) => judge(&checks, required, &sha),
                 Ok(Err(why)) => Verdict::Missing { why },
                 Err(e) => Verdict::Unavailable { why: e.detail },

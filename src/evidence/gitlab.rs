@@ -4,10 +4,11 @@
 
 use super::judge::{judge, Check, State};
 use super::schema::ForgeSettings;
-use super::{BoxFuture, CiSource, READ_DEADLINE};
+use super::{BoxFuture, CiSource};
 use crate::core::evidence::Verdict;
 use crate::remote::gitlab::{self, commit_pipelines as cp};
 use crate::remote::rest::{Api, ApiError};
+use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct GitlabCi {
@@ -67,9 +68,14 @@ fn state(status: &str, allow_failure: bool) -> State {
 }
 
 impl CiSource for GitlabCi {
-    fn read<'a>(&'a self, version: &'a str, required: &'a [String]) -> BoxFuture<'a, Verdict> {
+    fn read<'a>(
+        &'a self,
+        version: &'a str,
+        required: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            match self.checks(version, Instant::now() + READ_DEADLINE).await {
+            match self.checks(version, Instant::now() + deadline).await {
                 Ok(Ok((sha, checks))) if checks.is_empty() => Verdict::Missing {
                     why: format!(
                         "no pipeline ran for commit {}",

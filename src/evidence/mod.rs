@@ -21,14 +21,22 @@ use std::time::Duration;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// How long one reading may take, retries included (a slow forge is `Unavailable`, and the
-/// item is read again later).
+/// How long one reading may take at most, retries included (a slow forge is `Unavailable`,
+/// and the item is read again later). A short re-reading interval shortens it, down to
+/// `MIN_DEADLINE`, so readings do not pile up.
 pub const READ_DEADLINE: Duration = Duration::from_secs(20);
+pub const MIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A CI that reports on commits.
 pub trait CiSource: Send + Sync {
-    /// What CI says about `version` (resolved to its commit first), judged against `required`.
-    fn read<'a>(&'a self, version: &'a str, required: &'a [String]) -> BoxFuture<'a, Verdict>;
+    /// What CI says about `version` (resolved to its commit first), judged against `required`,
+    /// within `deadline`.
+    fn read<'a>(
+        &'a self,
+        version: &'a str,
+        required: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Verdict>;
 }
 
 /// Every evidence item's reader, by environment and item.
@@ -75,7 +83,10 @@ impl EvidenceReader {
             };
         };
         match e {
-            Evidence::Ci { required, .. } => source.read(version, required).await,
+            Evidence::Ci { required, recheck } => {
+                let deadline = (*recheck).clamp(MIN_DEADLINE, READ_DEADLINE);
+                source.read(version, required, deadline).await
+            }
         }
     }
 }
