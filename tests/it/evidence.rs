@@ -226,3 +226,12 @@ async fn gitlab_pipeline_jobs_tick_the_item() {
         text(&line)
     );
 }
+
+#[test]
+fn the_ci_evidence_example_passes_check_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("config/examples/ci-evidence.toml");
+    let (code, out) = cli(&["check-config", example.to_str().unwrap()], root);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok (1 environments"), "{out}");
+}
