@@ -128,6 +128,14 @@ impl Engine {
         if !env.checklist.is_empty() {
             let groups = env.new_checklist().groups().join(", ");
             out.push_str(&wording::checklist_needs(env.checklist.len(), &groups));
+            let ci = env
+                .checklist
+                .iter()
+                .filter(|i| i.evidence.is_some())
+                .count();
+            if ci > 0 {
+                out.push_str(&wording::evidence_needs(ci));
+            }
         }
         for rule in &self.rules.freezes {
             if rule.applies_to(&args.env.0) {

@@ -71,6 +71,10 @@ pub fn checklist_needs(items: usize, groups: &str) -> String {
     format!("\n• the checklist ({items} items) needs approval by {groups}")
 }
 
+pub fn evidence_needs(n: usize) -> String {
+    format!("\n• {n} of them ticked by green CI for the version's commit, not by reactions")
+}
+
 pub fn next_freeze(window: &str) -> String {
     format!("\n• next freeze: {window}")
 }

@@ -85,6 +85,12 @@ fn recheck_at(ch: &Changes, id: RunId) -> Option<DateTime<Utc>> {
 fn green_ci_ticks_the_item_by_itself_naming_each_check() {
     let mut h = h_ci();
     let now = wed(10, 0);
+    let ch = h.cmd("carol", "/deploy why-not v1.2.0 staging", now);
+    assert!(
+        reply(&ch).0.contains("1 of them ticked by green CI"),
+        "{}",
+        reply(&ch).0
+    );
     // The checklist opens with the item checking, and one reading asked for.
     let ch = h.cmd("alice", "/deploy v1.2.0 staging", now);
     let id = RunId(1);
