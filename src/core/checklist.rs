@@ -270,11 +270,11 @@ impl Checklist {
             return Outcome::Ignored;
         };
         if item.evidence.is_some() {
-            // Never a tick without evidence: a person's reaction is not evidence.
+            // Never a tick without evidence: a person's reaction is not evidence (the engine
+            // answers it before it gets here, naming the run; this is the rule's own guard).
             return Outcome::NotCounted(format!(
-                "{user}'s approval of \"{}\" does not count: CI evidence ticks this item by itself; break-glass can override it with /deploy override <run> {} \"<reason>\"",
-                item.text,
-                i + 1
+                "{user}'s approval of \"{}\" does not count: CI evidence ticks this item by itself",
+                item.text
             ));
         }
         if user == requester {
@@ -592,6 +592,22 @@ mod tests {
             ),
             Outcome::Ignored
         );
+    }
+
+    #[test]
+    fn no_reaction_ticks_an_evidence_item() {
+        let mut c = list();
+        c.items[0].evidence = Some(Proof::new(crate::core::evidence::EvidenceKind::Ci));
+        let r = c.react(
+            &u("alice"),
+            &u("bob"),
+            &groups,
+            Target::Item(0),
+            Emoji::Approve,
+            true,
+        );
+        assert!(matches!(r, Outcome::NotCounted(ref m) if m.contains("CI evidence ticks")));
+        assert!(c.items[0].approvers.is_empty() && !c.items[0].done());
     }
 
     #[test]

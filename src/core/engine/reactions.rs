@@ -117,9 +117,25 @@ impl Engine {
         let in_group = |u: &UserId, g: &str| rules.in_group(u, g);
         let run = self.run_mut(id);
         let (env, requester) = (run.env.clone(), run.requester.clone());
-        let outcome = run
-            .checklist
-            .react_as(&requester, user, &in_group, target, emoji, added);
+        let outcome = match target {
+            // A person's approval is not evidence: say how this item is ticked.
+            Target::Item(i)
+                if added
+                    && checklist::classify(emoji) == Emoji::Approve
+                    && run.checklist.veto.is_none()
+                    && run
+                        .checklist
+                        .items
+                        .get(i)
+                        .is_some_and(|it| it.evidence.is_some()) =>
+            {
+                let text = run.checklist.items[i].text.clone();
+                checklist::Outcome::NotCounted(wording::evidence_reaction(user, id, i, &text))
+            }
+            _ => run
+                .checklist
+                .react_as(&requester, user, &in_group, target, emoji, added),
+        };
         match outcome {
             checklist::Outcome::Ignored => {}
             checklist::Outcome::Noted => tx.touch_run(id),

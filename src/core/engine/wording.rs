@@ -322,6 +322,13 @@ pub fn closed_reaction(user: &UserId, id: RunId, phase: Phase) -> String {
     )
 }
 
+pub fn evidence_reaction(user: &UserId, id: RunId, item: usize, text: &str) -> String {
+    format!(
+        "{user}'s approval of \"{text}\" does not count: CI evidence ticks this item by itself; break-glass can override it with /deploy override {id} {} \"<reason>\"",
+        item + 1
+    )
+}
+
 pub fn vetoed(run: &Run, user: &UserId, display: &str) -> String {
     format!(
         "🛑 Run {} vetoed by {}: {} will not be deployed to {display}. {}",

@@ -176,7 +176,10 @@ fn red_missing_and_unavailable_say_why_and_never_tick() {
         let ch = h.approve("bob", id, 0, now + mins(1));
         let why = thread_msgs(&ch, id);
         assert!(
-            has(&why, "CI evidence ticks this item by itself"),
+            has(
+                &why,
+                "bob's approval of \"CI passed\" does not count: CI evidence ticks this item by itself; break-glass can override it with /deploy override 1 1 \"<reason>\""
+            ),
             "{why:?}"
         );
         assert!(h.run(id).checklist.items[0].approvers.is_empty());
