@@ -23,6 +23,8 @@ pub struct ChecklistItemConfig {
     pub text: String,
     pub group: String,
     pub approvals: u32,
+    /// Ticked by CI evidence instead of reactions (`forges.rs` resolves its source).
+    pub evidence: Option<super::forges::CiItem>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,11 @@ struct RawItem {
     text: String,
     group: Option<Spanned<String>>,
     approvals: Option<u32>,
+    // Evidence keys (`forges.rs` reads them).
+    evidence: Option<Spanned<String>>,
+    required: Option<Spanned<Vec<String>>>,
+    source: Option<Spanned<crate::evidence::schema::Source>>,
+    recheck: Option<Spanned<String>>,
 }
 
 /// `[environments.X.deploy]`: `driver` picks the deploy step, whose schema the rest is.
@@ -290,10 +297,18 @@ fn checklist(
                 ),
             });
         }
+        let raw = super::forges::RawEvidence {
+            evidence: item.evidence,
+            required: item.required,
+            source: item.source,
+            recheck: item.recheck,
+        };
+        let evidence = super::forges::ci_item(cx, &item.text, raw)?;
         checklist.push(ChecklistItemConfig {
             text: item.text,
             group,
             approvals,
+            evidence,
         });
     }
     Ok(checklist)

@@ -12,16 +12,19 @@
 mod bot;
 mod context;
 mod environment;
+mod forges;
 mod people;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 pub use crate::deploy::schema::{DeployConfig, TrafficConfig};
+pub use crate::evidence::schema::Forges;
 pub use crate::metrics::schema::MetricsConfig;
 pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
 pub use context::ConfigError;
 pub use environment::{Channels, ChecklistItemConfig, EnvConfig, HealthConfig, MonitorConfig};
+pub use forges::CiItem;
 pub use people::User;
 
 use crate::core::freeze::FreezeRule;
@@ -43,6 +46,8 @@ pub struct Config {
     pub environments: BTreeMap<EnvName, EnvConfig>,
     /// The `[github]` section's keys (the token resolved), each environment's default.
     pub github: GitHubKeys,
+    /// `[github]` and `[gitlab]`, where checklist evidence is read.
+    pub forges: Forges,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
 }
@@ -73,6 +78,19 @@ impl Config {
             .collect()
     }
 
+    /// Every evidence item (environment, index, forge), for the evidence reader.
+    pub fn evidence_items(&self) -> Vec<(EnvName, usize, crate::evidence::schema::Source)> {
+        let mut out = Vec::new();
+        for (name, e) in &self.environments {
+            for (i, item) in e.checklist.iter().enumerate() {
+                if let Some(ci) = &item.evidence {
+                    out.push((name.clone(), i, ci.source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn env_names(&self) -> String {
         self.environments
             .keys()
@@ -100,6 +118,7 @@ struct Raw {
     github: Option<GitHubSection>,
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
+    gitlab: Option<Spanned<crate::evidence::schema::GitlabSection>>,
 }
 
 /// Reads and parses a config file. Environment references are resolved with the process env.
@@ -137,11 +156,13 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         Some(g) => g.validate(cx.lookup).or_else(|(span, m)| cx.err(span, m))?,
         None => GitHubKeys::default(),
     };
+    let forges = forges::forges(&cx, &github, raw.gitlab)?;
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
         let env = environment::environment(&cx, &groups, &github, key, e)?;
         environments.insert(env.name.clone(), env);
     }
+    forges::resolve_sources(&cx, &forges, &mut environments)?;
     if environments.is_empty() {
         return Err(ConfigError {
             line: None,
@@ -159,6 +180,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         freezes,
         environments,
         github,
+        forges,
         warnings,
     })
 }

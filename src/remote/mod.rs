@@ -5,6 +5,8 @@
 //! This module imports only `core`: deploy steps, checklist evidence and revert requests use
 //! the same clients.
 pub mod github;
+pub mod gitlab;
+pub mod path;
 pub mod rest;
 
 pub use rest::{Api, ApiError, ErrorKind, Retry};
