@@ -4,6 +4,7 @@
 
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
+use crate::deploy::argocd::schema as argocd;
 use crate::deploy::command::schema as command;
 use crate::deploy::haproxy;
 use crate::deploy::local::LocalSection;
@@ -126,6 +127,7 @@ struct RawItem {
 enum RawDeploy {
     Local(LocalSection),
     Command(command::DeploySection),
+    Argocd(argocd::DeploySection),
 }
 
 /// `[environments.X.traffic]`: `driver` picks the traffic step, whose schema the rest is.
@@ -162,6 +164,7 @@ struct RawMonitor {
 pub(super) fn environment(
     cx: &Ctx,
     groups: &BTreeSet<&str>,
+    argocd: &argocd::ServerSection,
     key: Spanned<String>,
     e: RawEnv,
 ) -> Result<EnvConfig, ConfigError> {
@@ -174,7 +177,7 @@ pub(super) fn environment(
     }
     let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
     let checklist = checklist(cx, groups, e.checklist)?;
-    let (deploy, traffic, mut secrets) = steps(cx, &key, e.deploy, e.traffic)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, argocd, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
@@ -298,6 +301,7 @@ fn checklist(
 fn steps(
     cx: &Ctx,
     key: &Spanned<String>,
+    argocd: &argocd::ServerSection,
     deploy: Option<Spanned<RawDeploy>>,
     traffic: Option<Spanned<RawTraffic>>,
 ) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
@@ -319,6 +323,7 @@ fn steps(
         RawDeploy::Command(c) => c
             .validate(name, cx.lookup)
             .or_else(|m| cx.err(span.clone(), m))?,
+        RawDeploy::Argocd(a) => return argocd_steps(cx, name, argocd, span, a, traffic),
     };
     let traffic = match (traffic, c.traffic) {
         (Some(t), sw) => {
@@ -346,6 +351,57 @@ fn steps(
     };
     command::check_templates(name, &c.deploy, command_traffic).or_else(|m| cx.err(span, m))?;
     Ok((DeployConfig::Command(c.deploy), traffic, c.secrets))
+}
+
+/// The argocd driver: blue-green takes a haproxy or command traffic step; rolling is its own.
+fn argocd_steps(
+    cx: &Ctx,
+    name: &str,
+    server: &argocd::ServerSection,
+    span: std::ops::Range<usize>,
+    a: argocd::DeploySection,
+    traffic: Option<Spanned<RawTraffic>>,
+) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
+    let line = match_line(cx, &span);
+    let cfg = a
+        .validate(name, server, span.clone(), cx.lookup)
+        .map_err(|(at, message)| ConfigError {
+            line: line(at),
+            message,
+        })?;
+    let secrets = vec![cfg.token.clone()];
+    let traffic = match (cfg.rolling(), traffic) {
+        (true, None) => TrafficConfig::Argocd,
+        (true, Some(t)) => return cx.err(t.span(), format!("environment \"{name}\": a rolling Argo CD update is its own traffic step; remove [environments.{name}.traffic]")),
+        (false, Some(t)) => {
+            let tspan = t.span();
+            match t.into_inner() {
+                RawTraffic::Command(t) => t.validate(name).map(TrafficConfig::Command),
+                RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
+            }
+            .or_else(|m| cx.err(tspan, m))?
+        }
+        (false, None) => return cx.err(span.clone(), format!("environment \"{name}\": blue-green on Argo CD needs a way to switch traffic: add [environments.{name}.traffic] (driver = \"haproxy\" or \"command\"), or use mode = \"rolling\"")),
+    };
+    Ok((DeployConfig::Argocd(cfg), traffic, secrets))
+}
+
+/// The line of a component's error location: its span, or the first line holding its text
+/// after the section's start (else the section's line).
+fn match_line<'a>(
+    cx: &'a Ctx,
+    section: &'a std::ops::Range<usize>,
+) -> impl Fn(argocd::Where) -> Option<usize> + 'a {
+    move |at| match at {
+        argocd::Where::Span(s) => Some(cx.line_of(s.start)),
+        argocd::Where::Text(t) => {
+            let from = section.start.min(cx.text.len());
+            Some(match cx.text[from..].find(&t) {
+                Some(i) => cx.line_of(from + i),
+                None => cx.line_of(section.start),
+            })
+        }
+    }
 }
 
 fn smoke_vars(

@@ -95,6 +95,9 @@ struct Raw {
     freeze: Vec<people::RawFreeze>,
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
+    /// The Argo CD server every `driver = "argocd"` environment uses unless it says otherwise.
+    #[serde(default)]
+    argocd: crate::deploy::argocd::ServerSection,
 }
 
 /// Reads and parses a config file. Environment references are resolved with the process env.
@@ -130,7 +133,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
-        let env = environment::environment(&cx, &groups, key, e)?;
+        let env = environment::environment(&cx, &groups, &raw.argocd, key, e)?;
         environments.insert(env.name.clone(), env);
     }
     if environments.is_empty() {

@@ -2,6 +2,7 @@
 //! environment uses, each holding its own component's schema. `config` parses the file into
 //! these; `start.rs` turns them into steps. Adding a step is one arm here.
 
+use super::argocd::ArgoConfig;
 use super::command::{CommandDriverConfig, CommandTrafficConfig};
 use super::haproxy::HaproxyConfig;
 use super::local::LocalSection;
@@ -15,6 +16,8 @@ pub enum TrafficConfig {
     Command(CommandTrafficConfig),
     /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
     Haproxy(HaproxyConfig),
+    /// The `argocd` driver in rolling mode: the rolling update is the switch.
+    Argocd,
 }
 
 /// How a version is put on a colour.
@@ -24,4 +27,6 @@ pub enum DeployConfig {
     Local(LocalSection),
     /// argv templates (never a shell).
     Command(CommandDriverConfig),
+    /// An Argo CD application per colour (blue-green) or one updated in place (rolling).
+    Argocd(ArgoConfig),
 }

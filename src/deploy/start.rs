@@ -1,5 +1,6 @@
 //! The one place an environment's config becomes its driver: a deploy step and a traffic step.
 
+use super::argocd::ArgoDriver;
 use super::command::{CommandDeploy, CommandRunner, CommandTraffic};
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
@@ -21,8 +22,23 @@ impl Driver {
         data_dir: &Path,
         journal: &Journal,
     ) -> anyhow::Result<Driver> {
-        let _ = journal; // used by the steps with external side effects
         Ok(match deploy {
+            DeployConfig::Argocd(a) => {
+                let argo = Arc::new(
+                    ArgoDriver::new(env.clone(), a.clone(), journal.clone())
+                        .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?,
+                );
+                let traffic: Arc<dyn TrafficStep> = match traffic {
+                    TrafficConfig::Argocd => argo.clone(),
+                    other => other_traffic(env, other, secrets, a.timeout)?,
+                };
+                Driver {
+                    deploy: argo,
+                    traffic,
+                    entry: None,
+                    synthetic: None,
+                }
+            }
             DeployConfig::Local(l) => {
                 let local = LocalDriver::start(env.clone(), l.port, data_dir).await?;
                 let router = local.router_url().to_string();
@@ -46,8 +62,8 @@ impl Driver {
                         runner: runner.clone(),
                         cfg: t.clone(),
                     }),
-                    TrafficConfig::LocalRouter => {
-                        anyhow::bail!("environment {env}: the local router needs the local driver")
+                    TrafficConfig::LocalRouter | TrafficConfig::Argocd => {
+                        anyhow::bail!("environment {env}: this traffic step needs its own driver")
                     }
                 };
                 let deploy: Arc<dyn DeployStep> = Arc::new(CommandDeploy {
@@ -63,4 +79,28 @@ impl Driver {
             }
         })
     }
+}
+
+/// A haproxy or command traffic step beside a deploy step of another driver (argocd).
+fn other_traffic(
+    env: &EnvName,
+    traffic: &TrafficConfig,
+    secrets: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<Arc<dyn TrafficStep>> {
+    Ok(match traffic {
+        TrafficConfig::Haproxy(h) => Arc::new(HaproxyDriver::from_config(h)),
+        TrafficConfig::Command(t) => Arc::new(CommandTraffic {
+            runner: Arc::new(CommandRunner {
+                env: env.clone(),
+                vars_env: Default::default(),
+                timeout,
+                secrets: secrets.to_vec(),
+            }),
+            cfg: t.clone(),
+        }),
+        TrafficConfig::LocalRouter | TrafficConfig::Argocd => {
+            anyhow::bail!("environment {env}: this traffic step needs its own driver")
+        }
+    })
 }

@@ -1,0 +1,516 @@
+//! The `argocd` driver: puts a version on an Argo CD application (patch its source, sync, wait
+//! until the operation Succeeded and the application is Healthy). Two modes:
+//!
+//! - **blue-green** (default): one application per colour (`blue_app`, `green_app`), each
+//!   serving at its own URL. This is a deploy step only; traffic moves with a `haproxy` or
+//!   `command` traffic step, as with the `command` driver. Teardown leaves the idle
+//!   application as it is (greenlight deletes nothing in Argo CD).
+//! - **rolling**: one application updated in place. There is no idle colour, so the driver is
+//!   its own traffic step and the engine's steps map onto Argo CD like this:
+//!   `deploy` only checks the application exists and records its current history id (the
+//!   rollback target); verification before the switch therefore checks the version that
+//!   serves now (both colours' URL is the application's `url`); `switch` is the rolling update
+//!   itself (patch, sync, wait until Healthy: Kubernetes' readiness gates are all that stands
+//!   between an unverified pod and traffic, as far as rolling allows); `switch_back` turns
+//!   auto-sync off if it is on (Argo CD refuses a rollback while it is on, and turning it back
+//!   on re-deploys what git says), rolls back to the recorded history id and says in the
+//!   thread that auto-sync stays off until a person turns it back on.
+//!   `observe` says which "colour" is live: the colours are greenlight's names for the
+//!   application's last two deployments; the one the last switch or switch back put there is
+//!   live (the journal records it), an application with a history and no record is blue, one
+//!   never deployed has nothing live, and an Argo CD that cannot be asked is `Unseen`.
+//!
+//! A sync is the side effect that must not happen twice: the step records
+//! `{patched_at, app, version}` under its journal key (flushed) before it patches, and after a
+//! restart follows an operation that started since then instead of syncing again (patching
+//! the same source again is harmless).
+//!
+//! Shape: `schema.rs` the sections, `app.rs` the Application JSON, `client.rs` the endpoints
+//! and source edits, this file the steps.
+
+pub mod app;
+pub mod client;
+pub mod schema;
+
+pub use schema::{ArgoConfig, Mode, ServerSection};
+
+use super::{BoxFuture, DeployStep, StepCtx, TrafficStep};
+use crate::core::engine::LiveView;
+use crate::core::{Colour, EnvName};
+use crate::remote::{ApiError, ErrorKind};
+use crate::store::Journal;
+use crate::telemetry::fault;
+use app::{App, OperationState};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How far Argo CD's clock may lag ours when telling an operation this step started from an
+/// older one.
+const CLOCK_SLACK_SECS: i64 = 30;
+
+/// The driver of one environment (both steps; blue-green uses only the deploy step).
+pub struct ArgoDriver {
+    env: EnvName,
+    cfg: ArgoConfig,
+    client: client::Client,
+    journal: Journal,
+}
+
+/// Written before a patch and sync (blue-green deploy, rolling switch) or a rollback.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Started {
+    patched_at: DateTime<Utc>,
+    app: String,
+    version: String,
+    /// A rollback: the history id rolled back to (and whether this step turned auto-sync off).
+    #[serde(default)]
+    rollback_to: Option<i64>,
+    #[serde(default)]
+    disabled_auto_sync: bool,
+}
+
+/// Rolling: what the run's deploy step found (the switch reads the version from it).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Planned {
+    app: String,
+    version: String,
+    previous_id: Option<i64>,
+}
+
+/// Rolling: which history id each colour names, and which one is live.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+struct Lineage {
+    live: Option<Colour>,
+    blue: Option<i64>,
+    green: Option<i64>,
+}
+
+impl Lineage {
+    fn id(&self, c: Colour) -> Option<i64> {
+        match c {
+            Colour::Blue => self.blue,
+            Colour::Green => self.green,
+        }
+    }
+    fn set(&mut self, c: Colour, id: Option<i64>) {
+        match c {
+            Colour::Blue => self.blue = id,
+            Colour::Green => self.green = id,
+        }
+    }
+}
+
+/// The one line of a failed request: the sender's own, already naming Argo CD.
+fn line(e: &ApiError) -> String {
+    e.detail.clone()
+}
+
+impl ArgoDriver {
+    pub fn new(env: EnvName, cfg: ArgoConfig, journal: Journal) -> Result<ArgoDriver, String> {
+        let client = client::Client::new(&cfg.server, &cfg.token)?;
+        Ok(ArgoDriver {
+            env,
+            cfg,
+            client,
+            journal,
+        })
+    }
+
+    /// Shorter waits between tries (tests).
+    pub fn with_retry(mut self, retry: crate::remote::Retry) -> ArgoDriver {
+        self.client = self.client.with_retry(retry);
+        self
+    }
+
+    fn app_of(&self, colour: Colour) -> &str {
+        match &self.cfg.mode {
+            Mode::BlueGreen {
+                blue_app,
+                green_app,
+                ..
+            } => match colour {
+                Colour::Blue => blue_app,
+                Colour::Green => green_app,
+            },
+            Mode::Rolling { app, .. } => app,
+        }
+    }
+
+    fn link(&self, app: &str) -> String {
+        format!("{}/applications/{app}", self.cfg.server)
+    }
+
+    fn lineage_key(&self) -> String {
+        format!("{}/argocd", self.env)
+    }
+
+    fn lineage(&self) -> Lineage {
+        self.journal
+            .get(&self.lineage_key())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<(), String> {
+        self.journal
+            .put(key, v)
+            .await
+            .map_err(|e| format!("cannot record the Argo CD step before acting: {e}"))
+    }
+
+    /// The record under `key` for this app and version, or a new one written (and flushed)
+    /// now. `true` when it was there already (a restart: follow what was started).
+    async fn start_record(
+        &self,
+        key: &str,
+        app: &str,
+        version: &str,
+        rollback_to: Option<i64>,
+    ) -> Result<(Started, bool), String> {
+        let old: Option<Started> = self.journal.get(key).ok().flatten();
+        if let Some(r) = old.filter(|r| r.app == app && r.version == version) {
+            return Ok((r, true));
+        }
+        let r = Started {
+            patched_at: Utc::now(),
+            app: app.to_string(),
+            version: version.to_string(),
+            rollback_to,
+            disabled_auto_sync: false,
+        };
+        self.put(key, &r).await?;
+        Ok((r, false))
+    }
+
+    /// The application's operation if this step started it: begun since the record (within
+    /// the clock slack) and, when Argo CD says what it synced, with this version.
+    fn ours<'a>(&self, a: &'a App, r: &Started) -> Option<&'a OperationState> {
+        let op = a.status.operation_state.as_ref()?;
+        let since = r.patched_at - chrono::Duration::seconds(CLOCK_SLACK_SECS);
+        if op.started_at.is_none_or(|t| t < since) {
+            return None;
+        }
+        // What the operation synced, when Argo CD says: this version, or the history entry
+        // rolled back to (an older operation still shows until the controller starts ours).
+        let src = op.sync_result.as_ref().map(|s| &s.source);
+        if let Some(src) = src.filter(|s| !s.is_null()) {
+            let same = match r.rollback_to {
+                None => client::has_version(src, &self.cfg.set, &r.version),
+                Some(id) => a
+                    .status
+                    .history
+                    .iter()
+                    .find(|h| h.id == id)
+                    .is_none_or(|h| h.source == *src),
+            };
+            if !same {
+                return None;
+            }
+        }
+        Some(op)
+    }
+
+    /// Patch (if needed) and sync `app` to `version`, once, then wait until it is Healthy.
+    async fn roll_out(
+        &self,
+        app: &str,
+        version: &str,
+        key: &str,
+        ctx: &StepCtx,
+    ) -> Result<(), String> {
+        let until = Instant::now() + self.cfg.timeout;
+        let (rec, resumed) = self.start_record(key, app, version, None).await?;
+        fault("argocd:journaled");
+        let current = self.client.app(app, until).await.map_err(|e| line(&e))?;
+        let running = resumed && self.ours(&current, &rec).is_some();
+        if !running {
+            if !client::has_version(&current.spec.source, &self.cfg.set, version) {
+                let patch = client::version_patch(&current.spec.source, &self.cfg.set, version);
+                self.client
+                    .patch(app, &patch, until)
+                    .await
+                    .map_err(|e| format!("setting {version} on {app}: {}", line(&e)))?;
+            }
+            self.sync_once(app, &rec, until).await?;
+        }
+        fault("argocd:synced");
+        ctx.note(format!(
+            "Argo CD: syncing {app} to {version}: {}",
+            self.link(app)
+        ));
+        self.wait(app, &rec, until).await
+    }
+
+    /// One sync. Refused (a sync window, another operation running) is one line; a request
+    /// that may have gone through is looked at before it is sent again.
+    async fn sync_once(&self, app: &str, rec: &Started, until: Instant) -> Result<(), String> {
+        loop {
+            match self.client.sync(app, until).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind == ErrorKind::Uncertain => {
+                    let a = self.client.app(app, until).await.map_err(|e| line(&e))?;
+                    if self.ours(&a, rec).is_some() {
+                        return Ok(());
+                    }
+                    if Instant::now() >= until {
+                        return Err(line(&e));
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::Rejected => {
+                    return Err(format!(
+                        "Argo CD refused to sync {app}: {}",
+                        e.detail.trim_start_matches("Argo CD: ")
+                    ))
+                }
+                Err(e) => return Err(line(&e)),
+            }
+        }
+    }
+
+    /// Polls `app` until this step's operation Succeeded and the application is Healthy.
+    async fn wait(&self, app: &str, rec: &Started, until: Instant) -> Result<(), String> {
+        let what = match rec.rollback_to {
+            Some(id) => format!("rollback of {app} to history id {id}"),
+            None => format!("sync of {app} to {}", rec.version),
+        };
+        let mut last = "the operation had not started".to_string();
+        loop {
+            match self.client.app(app, until).await {
+                Ok(a) => {
+                    if let Some(op) = self.ours(&a, rec) {
+                        let health = &a.status.health;
+                        if op.failed() {
+                            return Err(format!(
+                                "Argo CD: {what} {}: {}",
+                                op.phase.to_lowercase(),
+                                crate::core::text::one_line(&op.message)
+                            ));
+                        }
+                        if op.phase == "Succeeded" {
+                            match health.status.as_str() {
+                                "Healthy" => return Ok(()),
+                                "Degraded" | "Missing" => {
+                                    return Err(format!(
+                                        "Argo CD: {app} is {} after the {what}: {}",
+                                        health.status,
+                                        crate::core::text::one_line(&health.message)
+                                    ))
+                                }
+                                _ => {}
+                            }
+                        }
+                        last = format!("operation {}, health {}", op.phase, health.status);
+                    }
+                }
+                Err(e) if matches!(e.kind, ErrorKind::Refused | ErrorKind::NotFound) => {
+                    return Err(line(&e))
+                }
+                Err(e) => last = line(&e),
+            }
+            if Instant::now() + self.cfg.poll >= until {
+                return Err(format!(
+                    "Argo CD: the {what} did not finish within {} ({last})",
+                    humantime::format_duration(self.cfg.timeout)
+                ));
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    // ---- rolling ------------------------------------------------------------------------
+
+    /// The rolling deploy step: the application exists; its current history id is the
+    /// rollback target, recorded once per run (a redeploy after a restart keeps the first).
+    async fn plan(&self, colour: Colour, version: &str, ctx: &StepCtx) -> Result<(), String> {
+        let app = self.app_of(colour).to_string();
+        let key = ctx.key("deploy");
+        let planned = match self.journal.get::<Planned>(&key).ok().flatten() {
+            Some(p) if p.version == version => p,
+            _ => {
+                let until = Instant::now() + self.cfg.timeout;
+                let a = self.client.app(&app, until).await.map_err(|e| line(&e))?;
+                let p = Planned {
+                    app: app.clone(),
+                    version: version.to_string(),
+                    previous_id: a.current_id(),
+                };
+                self.put(&key, &p).await?;
+                p
+            }
+        };
+        let mut lineage = self.lineage();
+        if planned.previous_id.is_some() {
+            lineage.set(colour.other(), planned.previous_id);
+            self.put(&self.lineage_key(), &lineage).await?;
+        }
+        ctx.note(format!(
+            "Argo CD: {app} is updated in place at the switch (rolling){}",
+            planned
+                .previous_id
+                .map(|id| format!("; rollback target: history id {id}"))
+                .unwrap_or_default()
+        ));
+        Ok(())
+    }
+
+    async fn rolling_switch(&self, to: Colour, ctx: &StepCtx) -> Result<(), String> {
+        let Some(p) = self
+            .journal
+            .get::<Planned>(&ctx.key("deploy"))
+            .ok()
+            .flatten()
+        else {
+            return Err(
+                "Argo CD: this run's deploy step left no record; nothing was synced".into(),
+            );
+        };
+        self.roll_out(&p.app, &p.version, &ctx.key("switch"), ctx)
+            .await?;
+        let until = Instant::now() + Duration::from_secs(30);
+        let id = self
+            .client
+            .app(&p.app, until)
+            .await
+            .ok()
+            .and_then(|a| a.current_id());
+        let mut lineage = self.lineage();
+        lineage.live = Some(to);
+        lineage.set(to, id);
+        self.put(&self.lineage_key(), &lineage).await
+    }
+
+    async fn rolling_switch_back(&self, to: Colour, ctx: &StepCtx) -> Result<(), String> {
+        let app = self.app_of(to).to_string();
+        let mut lineage = self.lineage();
+        let Some(id) = lineage.id(to) else {
+            return Err(format!("Argo CD: no history id is recorded for {to} of {app}; roll back by hand (argocd app history {app}, then argocd app rollback {app} ID)"));
+        };
+        let key = ctx.key("switch_back");
+        let until = Instant::now() + self.cfg.timeout;
+        let (mut rec, resumed) = self
+            .start_record(&key, &app, &format!("history id {id}"), Some(id))
+            .await?;
+        let current = self.client.app(&app, until).await.map_err(|e| line(&e))?;
+        // Argo CD refuses a rollback while auto-sync is on: turn it off first, and say so.
+        if current.auto_sync() {
+            self.client
+                .disable_auto_sync(&app, until)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "turning auto-sync off on {app} before the rollback: {}",
+                        line(&e)
+                    )
+                })?;
+            rec.disabled_auto_sync = true;
+            self.put(&key, &rec).await?;
+        }
+        if rec.disabled_auto_sync {
+            ctx.note(format!(
+                "Argo CD: auto-sync of {app} is now OFF: Argo CD refuses a rollback while it is on, and turning it back on would re-deploy what git says. Revert the release in git, then turn it back on: argocd app set {app} --sync-policy automated"
+            ));
+        }
+        if !(resumed && self.ours(&current, &rec).is_some()) {
+            loop {
+                match self.client.rollback(&app, id, until).await {
+                    Ok(()) => break,
+                    Err(e) if e.kind == ErrorKind::Uncertain => {
+                        let a = self.client.app(&app, until).await.map_err(|e| line(&e))?;
+                        if self.ours(&a, &rec).is_some() || Instant::now() >= until {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "Argo CD refused to roll {app} back to history id {id}: {}",
+                            e.detail.trim_start_matches("Argo CD: ")
+                        ))
+                    }
+                }
+            }
+        }
+        ctx.note(format!(
+            "Argo CD: rolling {app} back to history id {id}: {}",
+            self.link(&app)
+        ));
+        self.wait(&app, &rec, until).await?;
+        lineage.live = Some(to);
+        self.put(&self.lineage_key(), &lineage).await
+    }
+}
+
+impl DeployStep for ArgoDriver {
+    fn url(&self, colour: Colour) -> Option<String> {
+        Some(match &self.cfg.mode {
+            Mode::BlueGreen {
+                blue_url,
+                green_url,
+                ..
+            } => match colour {
+                Colour::Blue => blue_url.clone(),
+                Colour::Green => green_url.clone(),
+            },
+            Mode::Rolling { url, .. } => url.clone(),
+        })
+    }
+
+    fn deploy<'a>(
+        &'a self,
+        colour: Colour,
+        version: &'a str,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if self.cfg.rolling() {
+                return self.plan(colour, version, ctx).await;
+            }
+            let app = self.app_of(colour).to_string();
+            self.roll_out(&app, version, &ctx.key("deploy"), ctx).await
+        })
+    }
+
+    /// Nothing: greenlight never deletes or scales an Argo CD application; the idle colour's
+    /// application stays as it is (warm for the next rollback).
+    fn teardown(&self, _colour: Colour) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The rolling mode's traffic step (blue-green environments use haproxy or command).
+impl TrafficStep for ArgoDriver {
+    fn observe(&self) -> BoxFuture<'_, LiveView> {
+        Box::pin(async move {
+            let app = self.app_of(Colour::Blue).to_string();
+            let until = Instant::now() + Duration::from_secs(15);
+            match self.client.app(&app, until).await {
+                Err(e) => LiveView::Unseen(line(&e)),
+                Ok(a) => match self.lineage().live {
+                    Some(c) => LiveView::Seen(Some(c)),
+                    None if a.status.history.is_empty() => LiveView::Seen(None),
+                    None => LiveView::Seen(Some(Colour::Blue)),
+                },
+            }
+        })
+    }
+
+    fn switch<'a>(
+        &'a self,
+        to: Colour,
+        _from: Option<Colour>,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.rolling_switch(to, ctx))
+    }
+
+    fn switch_back<'a>(
+        &'a self,
+        to: Colour,
+        _from: Colour,
+        ctx: &'a StepCtx,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.rolling_switch_back(to, ctx))
+    }
+}
