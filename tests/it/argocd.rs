@@ -124,7 +124,7 @@ async fn blue_green_syncs_the_idle_colours_application_once_and_links_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_sync_degraded_health_and_argo_cd_down_never_switch() {
+async fn a_failed_sync_degraded_health_argo_cd_down_and_a_sync_window_never_switch() {
     let tmp = tempfile::tempdir().unwrap();
     let (fake, blue, green) = setup().await;
     let bot = start(
@@ -175,9 +175,23 @@ async fn a_failed_sync_degraded_health_and_argo_cd_down_never_switch() {
         t.contains("Argo CD: 503") && t.contains("tries)"),
         "retried: {t}"
     );
+
+    fake.outage(None);
+    fake.sync_window(true);
+    deploy(&bot, 4, "v2.0.3").await;
+    let m = bot
+        .wait_for("run 4 failed", LONG, |m| {
+            text(m).starts_with("❌ Deployment failed. Reason:") && text(m).contains("sync window")
+        })
+        .await;
+    let t = text(&m);
+    assert!(
+        t.contains("Argo CD refused to sync shop-blue: cannot sync: blocked by sync window (the project's sync window is closed)"),
+        "{t}"
+    );
     let msgs = bot.messages().await;
     assert_eq!(count(&msgs, "✅ Deployment successful"), 0);
-    assert_eq!(fake.count("POST", "/sync"), 2, "{:?}", fake.log());
+    assert_eq!(fake.count("POST", "/sync"), 3, "{:?}", fake.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,4 +356,65 @@ group = "reviewers"
         "{st}"
     );
     load.stop().await;
+}
+
+#[test]
+fn the_example_is_accepted_and_a_literal_token_is_refused_with_its_line() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = |file: &std::path::Path, token: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("check-config").arg(file).env_remove("ARGOCD_TOKEN");
+        if let Some(t) = token {
+            cmd.env("ARGOCD_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let example = root.join("config/examples/argocd.toml");
+    let (ok, out) = check(&example, Some("tok"));
+    assert!(ok, "{out}");
+    let (ok, out) = check(&example, None);
+    // check-config warns about a reference the environment does not set (`run` refuses it).
+    assert!(ok && out.contains("ARGOCD_TOKEN is not set"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    let line = text.lines().position(|l| l.starts_with("token =")).unwrap() + 1;
+    let f = tmp.path().join("literal.toml");
+    std::fs::write(
+        &f,
+        text.replace("\"${ARGOCD_TOKEN}\"", "\"eyJhbGciOi.secret\""),
+    )
+    .unwrap();
+    let (ok, out) = check(&f, Some("tok"));
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!(":{line}: ")), "{out}");
+    assert!(out.contains("never the token itself"), "{out}");
+    assert!(!out.contains("eyJhbGciOi.secret"), "{out}");
+
+    // A per-environment token written literally points at its own line.
+    let f = tmp.path().join("env-literal.toml");
+    let t = text.replace(
+        "helm_parameter = \"image.tag\"",
+        "helm_parameter = \"image.tag\"\ntoken = \"abc123\"",
+    );
+    let line = t.lines().position(|l| l == "token = \"abc123\"").unwrap() + 1;
+    std::fs::write(&f, t).unwrap();
+    let (ok, out) = check(&f, Some("tok"));
+    assert!(!ok && out.contains(&format!(":{line}: ")), "{out}");
+
+    // Blue-green without a traffic step is refused.
+    let f = tmp.path().join("no-traffic.toml");
+    let t = text.replace("[environments.prod.traffic]\ndriver = \"haproxy\"\nsocket = \"unix:/run/haproxy/admin.sock\"\nbackend = \"app\"\n", "");
+    std::fs::write(&f, t).unwrap();
+    let (ok, out) = check(&f, Some("tok"));
+    assert!(
+        !ok && out.contains("needs a way to switch traffic"),
+        "{out}"
+    );
 }

@@ -259,6 +259,17 @@ impl ArgoDriver {
                         return Err(line(&e));
                     }
                 }
+                // Argo CD answers a closed sync window with 403 PermissionDenied: it is the
+                // project's rule, not the token's fault, and the thread says so.
+                Err(e) if e.status == Some(403) && e.detail.contains("sync window") => {
+                    let msg = e
+                        .detail
+                        .split_once("(403 ")
+                        .map_or(e.detail.as_str(), |(_, m)| m.trim_end_matches(')'));
+                    return Err(format!(
+                        "Argo CD refused to sync {app}: {msg} (the project's sync window is closed)"
+                    ));
+                }
                 Err(e) if e.kind == ErrorKind::Rejected => {
                     return Err(format!(
                         "Argo CD refused to sync {app}: {}",
