@@ -131,6 +131,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         .map(|k| k.get_ref().clone())
         .collect();
     let freezes = people::freezes(&cx, &raw.freeze, &env_keys)?;
+    raw.argocd.check().or_else(|(span, m)| cx.err(span, m))?;
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
         let env = environment::environment(&cx, &groups, &raw.argocd, key, e)?;

@@ -257,6 +257,79 @@ async fn crash_after_the_sync_follows_it_without_a_second_one() {
     crash_at("argocd:synced").await;
 }
 
+fn rolling(fake: &str, workload: &str, monitor: &str) -> String {
+    test_config(&format!(
+        r#"
+[argocd]
+url = "{fake}"
+token = "${{GL_TEST_ARGOCD_TOKEN}}"
+
+[environments.shop]
+display_name = "Shop"
+[environments.shop.deploy]
+driver = "argocd"
+mode = "rolling"
+app = "shop"
+url = "{workload}"
+image = "{IMAGE}"
+timeout = "20s"
+poll = "100ms"
+[environments.shop.monitor]
+duration = "{monitor}"
+interval = "1s"
+min_requests = 5
+[environments.shop.metrics]
+provider = "scrape"
+match_colour = false
+[[environments.shop.checklist]]
+text = "CI passed"
+group = "reviewers"
+"#
+    ))
+}
+
+/// A crash right after the rolling update's sync: after the restart greenlight sees the
+/// switch had not finished, goes through its steps again and follows the same operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_crash_after_the_sync_follows_it_without_a_second_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeArgo::start().await;
+    fake.add_app("shop", source("v1.2.0"), true);
+    let (old, new) = (
+        DemoApp::start("v1.2.0", "blue"),
+        DemoApp::start("v1.3.0", "blue"),
+    );
+    fake.backend("shop:v1.2.0", &old.1);
+    fake.backend("shop:v1.3.0", &new.1);
+    let workload = format!("{}/_workload/shop", fake.url);
+    let load = Load::start(&workload, 2, Duration::from_millis(20));
+    let cfg = rolling(&fake.url, &workload, "2s");
+    let mut bot = start(&cfg, tmp.path(), TOKEN, Some("argocd:synced")).await;
+    bot.say_maybe("alice", "/deploy v1.3.0 shop").await;
+    bot.approve_all_maybe(1, "bob").await;
+    let deadline = std::time::Instant::now() + LONG;
+    while !bot.exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never fired\n{}",
+            bot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bot.restart().await;
+    bot.wait_text("Run 1 stable", LONG).await;
+    assert_eq!(fake.count("POST", "/sync"), 1, "{:?}", fake.log());
+    assert_eq!(fake.count("POST", "/rollback"), 0);
+    let (_, v) = bot.get_text(&format!("{workload}/version")).await;
+    assert!(v.contains("v1.3.0"), "{v}");
+    let app = fake.app("shop");
+    assert!(
+        app["spec"]["syncPolicy"]["automated"].is_object(),
+        "auto-sync untouched: {app}"
+    );
+    load.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_rollback_turns_auto_sync_off_first_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
@@ -274,35 +347,7 @@ async fn rolling_rollback_turns_auto_sync_off_first_and_says_so() {
     fake.backend("shop:v1.2.0", &good.1);
     fake.backend("shop:v1.3.0-faulty", &faulty.1);
     let workload = format!("{}/_workload/shop", fake.url);
-    let cfg = test_config(&format!(
-        r#"
-[argocd]
-url = "{fake}"
-token = "${{GL_TEST_ARGOCD_TOKEN}}"
-
-[environments.shop]
-display_name = "Shop"
-[environments.shop.deploy]
-driver = "argocd"
-mode = "rolling"
-app = "shop"
-url = "{workload}"
-image = "{IMAGE}"
-timeout = "20s"
-poll = "100ms"
-[environments.shop.monitor]
-duration = "6s"
-interval = "1s"
-min_requests = 5
-[environments.shop.metrics]
-provider = "scrape"
-match_colour = false
-[[environments.shop.checklist]]
-text = "CI passed"
-group = "reviewers"
-"#,
-        fake = fake.url
-    ));
+    let cfg = rolling(&fake.url, &workload, "6s");
     let load = Load::start(&workload, 2, Duration::from_millis(20));
     let bot = start(&cfg, tmp.path(), TOKEN, None).await;
     deploy(&bot, 1, "v1.3.0-faulty").await;

@@ -495,7 +495,7 @@ impl TrafficStep for ArgoDriver {
     fn observe(&self) -> BoxFuture<'_, LiveView> {
         Box::pin(async move {
             let app = self.app_of(Colour::Blue).to_string();
-            let until = Instant::now() + Duration::from_secs(15);
+            let until = Instant::now() + Duration::from_secs(5);
             match self.client.app(&app, until).await {
                 Err(e) => LiveView::Unseen(line(&e)),
                 Ok(a) => match self.lineage().live {

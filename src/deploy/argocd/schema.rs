@@ -98,6 +98,23 @@ impl ArgoConfig {
     }
 }
 
+impl ServerSection {
+    /// Checks `[argocd]` on its own (also when no environment uses it yet): an `https://`
+    /// URL (http only for loopback) and a token that is a `${NAME}` reference, never the
+    /// token itself. Whether the variable is set is checked where an environment needs it.
+    pub fn check(&self) -> Result<(), (Range<usize>, String)> {
+        if let Some(u) = &self.url {
+            crate::remote::rest::check_base_url(u.get_ref())
+                .map_err(|m| (u.span(), format!("[argocd] url {m}")))?;
+        }
+        if let Some(t) = &self.token {
+            resolve_token(t.get_ref(), &|_| Some("set".into()))
+                .map_err(|m| (t.span(), format!("[argocd] token: {m}")))?;
+        }
+        Ok(())
+    }
+}
+
 impl DeploySection {
     /// Validates the section of environment `name` against the `[argocd]` defaults; `lookup`
     /// resolves the token's `${NAME}`; `span` is the section's (for what is missing).
