@@ -463,3 +463,41 @@ fn the_example_is_accepted_and_a_literal_token_is_refused_with_its_line() {
         "{out}"
     );
 }
+
+/// With auto-sync on, Argo CD's controller may start the sync itself as soon as the source
+/// changes; the driver's own sync is then refused (another operation is in progress) and it
+/// follows the controller's operation: one operation, and the release goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_follows_the_controllers_own_auto_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeArgo::start().await;
+    fake.add_app("shop", source("v1.2.0"), true);
+    fake.controller_auto_syncs(true);
+    let (old, new) = (
+        DemoApp::start("v1.2.0", "blue"),
+        DemoApp::start("v1.3.0", "blue"),
+    );
+    fake.backend("shop:v1.2.0", &old.1);
+    fake.backend("shop:v1.3.0", &new.1);
+    let workload = format!("{}/_workload/shop", fake.url);
+    let load = Load::start(&workload, 2, Duration::from_millis(20));
+    let bot = start(
+        &rolling(&fake.url, &workload, "2s"),
+        tmp.path(),
+        TOKEN,
+        None,
+    )
+    .await;
+    deploy(&bot, 1, "v1.3.0").await;
+    bot.wait_text("Run 1 stable", LONG).await;
+    assert_eq!(fake.operations(), 1, "{:?}", fake.log());
+    assert_eq!(
+        fake.count("POST", "/sync"),
+        1,
+        "asked once, refused: {:?}",
+        fake.log()
+    );
+    let (_, v) = bot.get_text(&format!("{workload}/version")).await;
+    assert!(v.contains("v1.3.0"), "{v}");
+    load.stop().await;
+}

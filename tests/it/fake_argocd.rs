@@ -13,8 +13,9 @@
 //!   (`running_reads` GETs, 2 by default), then ends as scripted (`Succeeded` + `Healthy` by
 //!   default, or `Failed`, or `Succeeded` with health `Degraded`) and adds a history entry.
 //!   No timers: a client that stops reading (a crashed bot) finds the operation where it was.
-//! - The controller's own auto-sync after a change in git is not modelled: only a POST sync
-//!   starts an operation.
+//! - The controller's own auto-sync is modelled only as `controller_auto_syncs`: a PATCH of an
+//!   auto-synced application's source starts the operation at once (a later POST sync is then
+//!   refused with code 9). Otherwise only a POST sync or rollback starts one.
 //! - `/_workload/NAME/...` stands in for the cluster: it forwards to the backend registered
 //!   for the version the application's last successful operation deployed.
 #![allow(dead_code)]
@@ -82,9 +83,12 @@ struct Inner {
     running_reads: u32,
     sync_window: Option<String>,
     forbidden: bool,
+    /// The controller auto-syncs an application with `automated` as soon as its source changes.
+    controller_auto_syncs: bool,
     /// Deployed-source text -> backend base URL (`/_workload`).
     backends: Vec<(String, String)>,
     next_id: i64,
+    operations: usize,
 }
 
 #[derive(Clone)]
@@ -230,6 +234,17 @@ impl FakeArgo {
     /// Syncs are refused by a sync window (403 code 7, as Argo CD answers).
     pub fn sync_window(&self, on: bool) {
         self.lock().sync_window = on.then(|| "cannot sync: blocked by sync window".into());
+    }
+
+    /// A change of an auto-synced application's source starts a sync by itself (the
+    /// controller noticing at once, as with a git webhook), before the client asks for one.
+    pub fn controller_auto_syncs(&self, on: bool) {
+        self.lock().controller_auto_syncs = on;
+    }
+
+    /// How many operations (syncs, auto-syncs, rollbacks) started.
+    pub fn operations(&self) -> usize {
+        self.lock().operations
     }
 
     /// The token lacks permission (403 code 7).
@@ -416,21 +431,28 @@ async fn patch_app(
     else {
         return grpc(400, 3, "error unmarshaling patch: invalid JSON");
     };
+    let auto = g.controller_auto_syncs;
     let a = g.apps.get_mut(&name).unwrap();
     merge(&mut a.app, &patch);
     if patch.pointer("/spec/source").is_some() {
         a.app["status"]["sync"]["status"] = json!("OutOfSync");
+        let automated = a.app.pointer("/spec/syncPolicy/automated").is_some();
+        if auto && automated && a.running.is_none() {
+            let source = a.app["spec"]["source"].clone();
+            start_operation(&mut g, &name, source);
+        }
     }
-    common::json_response(200, &a.app)
+    common::json_response(200, &g.apps[&name].app)
 }
 
 /// Starts an operation syncing `source` (a sync: the spec's; a rollback: a history entry's).
 fn start_operation(g: &mut Inner, name: &str, source: Value) -> Response {
     let reads = g.running_reads;
-    let a = g.apps.get_mut(name).unwrap();
-    if a.running.is_some() {
+    if g.apps[name].running.is_some() {
         return grpc(400, 9, "another operation is already in progress");
     }
+    g.operations += 1;
+    let a = g.apps.get_mut(name).unwrap();
     let ending = a.endings.pop_front().unwrap_or(Ending::Succeeded);
     a.running = Some((reads, ending));
     a.app["spec"]["source"] = source.clone();

@@ -270,6 +270,21 @@ impl ArgoDriver {
                         "Argo CD refused to sync {app}: {msg} (the project's sync window is closed)"
                     ));
                 }
+                // Auto-sync may have started this version's sync on its own after the patch:
+                // follow that operation rather than fail or start another.
+                Err(e)
+                    if e.kind == ErrorKind::Rejected
+                        && e.detail
+                            .contains("another operation is already in progress") =>
+                {
+                    let a = self.client.app(app, until).await.map_err(|e| line(&e))?;
+                    if self.ours(&a, rec).is_some() {
+                        return Ok(());
+                    }
+                    return Err(format!(
+                        "Argo CD refused to sync {app}: another operation is in progress (not this release's)"
+                    ));
+                }
                 Err(e) if e.kind == ErrorKind::Rejected => {
                     return Err(format!(
                         "Argo CD refused to sync {app}: {}",
