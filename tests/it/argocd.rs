@@ -3,7 +3,7 @@
 //! health, Argo CD down, a refused token), crashes around the sync (exactly one sync), and the
 //! rolling mode's rollback, which has to turn auto-sync off first.
 
-use crate::fake_argocd::{Ending, FakeArgo, TOKEN};
+use crate::fake_argocd::{Ending, FakeArgo, Fault, TOKEN};
 use crate::haproxy_prometheus::Load;
 use crate::harness::*;
 use serde_json::json;
@@ -90,6 +90,9 @@ async fn blue_green_syncs_the_idle_colours_application_once_and_links_it() {
         Load::start(&blue.1, 2, Duration::from_millis(20)),
         Load::start(&green.1, 2, Duration::from_millis(20)),
     );
+    // A passing 503 on a read and a rate limit on the sync are waited out, not failures.
+    fake.fault("GET", Fault::Status(503));
+    fake.fault("sync", Fault::RateLimited(1));
     let bot = start(
         &blue_green(&fake.url, &blue.1, &green.1, "20s"),
         tmp.path(),
@@ -106,7 +109,13 @@ async fn blue_green_syncs_the_idle_colours_application_once_and_links_it() {
         "the image is set, the other kept"
     );
     assert_eq!(app["spec"]["source"]["path"], "deploy/prod");
-    assert_eq!(fake.count("POST", "/shop-blue/sync"), 1, "{:?}", fake.log());
+    assert_eq!(fake.operations(), 1, "{:?}", fake.log());
+    assert_eq!(
+        fake.count("POST", "/shop-blue/sync"),
+        2,
+        "429, then the sync: {:?}",
+        fake.log()
+    );
     assert_eq!(fake.count("PATCH", "/shop-green"), 0);
     assert!(fake.requests().iter().all(|r| r.authorized));
     let st = status_of(&bot.messages().await, 1);
