@@ -4,6 +4,7 @@
 
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
+use crate::deploy::argocd::schema as argocd;
 use crate::deploy::command::schema as command;
 use crate::deploy::github_actions::schema as github_actions;
 use crate::deploy::haproxy;
@@ -137,6 +138,7 @@ enum RawDeploy {
     Command(command::DeploySection),
     #[serde(rename = "github-actions")]
     GitHubActions(github_actions::DeploySection),
+    Argocd(argocd::DeploySection),
 }
 
 /// `[environments.X.traffic]`: `driver` picks the traffic step, whose schema the rest is.
@@ -169,12 +171,18 @@ struct RawMonitor {
 
 // ---- validation -------------------------------------------------------------------------
 
+/// The top-level sections an environment's components fall back on (each may override them).
+pub(super) struct Defaults<'a> {
+    pub(super) github: &'a GitHubKeys,
+    pub(super) argocd: &'a argocd::ServerSection,
+}
+
 /// One environment; `groups` are the groups that have somebody in them; `github` the
 /// `[github]` section's keys (a component's section may override them).
 pub(super) fn environment(
     cx: &Ctx,
     groups: &BTreeSet<&str>,
-    github: &GitHubKeys,
+    defaults: &Defaults<'_>,
     key: Spanned<String>,
     e: RawEnv,
 ) -> Result<EnvConfig, ConfigError> {
@@ -187,7 +195,7 @@ pub(super) fn environment(
     }
     let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
     let checklist = checklist(cx, groups, e.checklist)?;
-    let (deploy, traffic, mut secrets) = steps(cx, &key, github, e.deploy, e.traffic)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, defaults, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
@@ -319,7 +327,7 @@ fn checklist(
 fn steps(
     cx: &Ctx,
     key: &Spanned<String>,
-    github: &GitHubKeys,
+    defaults: &Defaults<'_>,
     deploy: Option<Spanned<RawDeploy>>,
     traffic: Option<Spanned<RawTraffic>>,
 ) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
@@ -343,7 +351,7 @@ fn steps(
             .or_else(|m| cx.err(span.clone(), m))?,
         RawDeploy::GitHubActions(g) => {
             let (g, secrets) = g
-                .validate(name, github, cx.lookup)
+                .validate(name, defaults.github, cx.lookup)
                 .or_else(|m| cx.err(key_span(cx, span.clone(), &m), m))?;
             let Some(t) = traffic else {
                 return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: add an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
@@ -351,6 +359,7 @@ fn steps(
             let traffic = traffic_section(cx, name, t)?;
             return Ok((DeployConfig::GitHubActions(g), traffic, secrets));
         }
+        RawDeploy::Argocd(a) => return argocd_steps(cx, name, defaults.argocd, span, a, traffic),
     };
     let traffic = match (traffic, c.traffic) {
         (Some(t), sw) => {
@@ -414,6 +423,50 @@ fn traffic_section(
         RawTraffic::Haproxy(h) => h.validate(name).map(TrafficConfig::Haproxy),
     }
     .or_else(|m| cx.err(span, m))
+}
+
+/// The argocd driver: blue-green takes a haproxy or command traffic step; rolling is its own.
+fn argocd_steps(
+    cx: &Ctx,
+    name: &str,
+    server: &argocd::ServerSection,
+    span: std::ops::Range<usize>,
+    a: argocd::DeploySection,
+    traffic: Option<Spanned<RawTraffic>>,
+) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
+    let line = match_line(cx, &span);
+    let cfg = a
+        .validate(name, server, span.clone(), cx.lookup)
+        .map_err(|(at, message)| ConfigError {
+            line: line(at),
+            message,
+        })?;
+    let secrets = vec![cfg.token.clone()];
+    let traffic = match (cfg.rolling(), traffic) {
+        (true, None) => TrafficConfig::Argocd,
+        (true, Some(t)) => return cx.err(t.span(), format!("environment \"{name}\": a rolling Argo CD update is its own traffic step; remove [environments.{name}.traffic]")),
+        (false, Some(t)) => traffic_section(cx, name, t)?,
+        (false, None) => return cx.err(span.clone(), format!("environment \"{name}\": blue-green on Argo CD needs a way to switch traffic: add [environments.{name}.traffic] (driver = \"haproxy\" or \"command\"), or use mode = \"rolling\"")),
+    };
+    Ok((DeployConfig::Argocd(cfg), traffic, secrets))
+}
+
+/// The line of a component's error location: its span, or the first line holding its text
+/// after the section's start (else the section's line).
+fn match_line<'a>(
+    cx: &'a Ctx,
+    section: &'a std::ops::Range<usize>,
+) -> impl Fn(argocd::Where) -> Option<usize> + 'a {
+    move |at| match at {
+        argocd::Where::Span(s) => Some(cx.line_of(s.start)),
+        argocd::Where::Text(t) => {
+            let from = section.start.min(cx.text.len());
+            Some(match cx.text[from..].find(&t) {
+                Some(i) => cx.line_of(from + i),
+                None => cx.line_of(section.start),
+            })
+        }
+    }
 }
 
 fn smoke_vars(

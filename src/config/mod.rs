@@ -119,6 +119,9 @@ struct Raw {
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
     gitlab: Option<Spanned<crate::evidence::schema::GitlabSection>>,
+    /// The Argo CD server every `driver = "argocd"` environment uses unless it says otherwise.
+    #[serde(default)]
+    argocd: crate::deploy::argocd::ServerSection,
 }
 
 /// Reads and parses a config file. Environment references are resolved with the process env.
@@ -157,9 +160,14 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         None => GitHubKeys::default(),
     };
     let forges = forges::forges(&cx, &github, raw.gitlab)?;
+    raw.argocd.check().or_else(|(span, m)| cx.err(span, m))?;
+    let defaults = environment::Defaults {
+        github: &github,
+        argocd: &raw.argocd,
+    };
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
-        let env = environment::environment(&cx, &groups, &github, key, e)?;
+        let env = environment::environment(&cx, &groups, &defaults, key, e)?;
         environments.insert(env.name.clone(), env);
     }
     forges::resolve_sources(&cx, &forges, &mut environments)?;
