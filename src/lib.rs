@@ -6,6 +6,7 @@ pub mod core;
 pub mod demo_app;
 pub mod demo_traffic;
 pub mod deploy;
+pub mod evidence;
 pub mod http;
 pub mod metrics;
 pub mod remote;

@@ -8,6 +8,7 @@ use crate::core::analysis::Sample;
 use crate::core::engine::{Action, Outcome, Phase};
 use crate::core::{Colour, EnvName, RunId};
 use crate::deploy::{Driver, StepCtx};
+use crate::evidence::EvidenceReader;
 use crate::metrics::scrape::Scraper;
 use crate::metrics::{MetricsProvider, Target, Window};
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,8 @@ pub(super) struct Actor {
     pub(super) metrics: BTreeMap<EnvName, Arc<dyn MetricsProvider>>,
     /// Synthetic traffic through each demo router while a run needs data.
     pub(super) traffic: HashMap<EnvName, tokio::task::JoinHandle<()>>,
+    /// Reads checklist items' CI evidence (one client per forge).
+    pub(super) evidence: EvidenceReader,
 }
 
 /// One spawned action's view of the world (cheap clones of the actor's parts).
@@ -51,6 +54,7 @@ pub(super) fn action_name(a: &Action) -> &'static str {
         Action::Teardown { .. } => "teardown",
         Action::Observe { .. } => "observe",
         Action::Revert { .. } => "revert",
+        Action::CheckEvidence { .. } => "check_evidence",
     }
 }
 
@@ -65,6 +69,7 @@ fn env_of(a: &Action) -> &EnvName {
         | Action::Teardown { env, .. }
         | Action::Observe { env, .. }
         | Action::Revert { env, .. } => env,
+        Action::CheckEvidence { env, .. } => env,
     }
 }
 
@@ -86,6 +91,13 @@ impl Actor {
                 )
             })
             .collect();
+        // The config checked every item's forge, so a failure here is a bug: such items
+        // then read as unavailable, and are never ticked.
+        let evidence = EvidenceReader::start(&cfg.forges, cfg.evidence_items(), http.clone())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "CI evidence cannot be read");
+                EvidenceReader::default()
+            });
         Actor {
             cfg,
             tx,
@@ -93,11 +105,43 @@ impl Actor {
             drivers: BTreeMap::new(),
             metrics,
             traffic: HashMap::new(),
+            evidence,
         }
+    }
+
+    /// Reads a checklist item's evidence in its own task; the verdict comes back as the run's
+    /// `Outcome::Evidence`.
+    fn read_evidence(&self, action: Action) {
+        let Action::CheckEvidence {
+            run,
+            attempt,
+            env,
+            item,
+            version,
+            evidence,
+        } = action
+        else {
+            return;
+        };
+        let (reader, tx) = (self.evidence.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let verdict = reader.read(&env, item, &version, &evidence).await;
+            let outcome = Outcome::Evidence { item, verdict };
+            let done = AppEvent::Done {
+                run,
+                attempt,
+                outcome,
+            };
+            let _ = tx.send(done).await;
+        });
     }
 
     /// Starts an action in its own task; `version` is the run's (for smoke steps).
     pub(super) fn spawn(&self, action: Action, version: Option<String>) {
+        if matches!(action, Action::CheckEvidence { .. }) {
+            tracing::info!(action = ?action, "action");
+            return self.read_evidence(action);
+        }
         let env_name = env_of(&action).clone();
         let Some(driver) = self.drivers.get(&env_name).cloned() else {
             return;
@@ -260,6 +304,8 @@ impl Task {
                 let r = self.driver.revert(&bad, &good, &self.ctx(run, 0)).await;
                 (run, 0, Outcome::Reverted(r))
             }
+            // Read without a driver (`Actor::read_evidence`).
+            Action::CheckEvidence { .. } => return None,
             Action::Observe { env, run } => {
                 let view = self.driver.observe().await;
                 match run {

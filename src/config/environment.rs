@@ -4,6 +4,7 @@
 
 use super::context::{ConfigError, Ctx};
 use crate::core::EnvName;
+use crate::deploy::argocd::schema as argocd;
 use crate::deploy::command::schema as command;
 use crate::deploy::github_actions::schema as github_actions;
 use crate::deploy::gitlab::schema as gitlab;
@@ -25,6 +26,8 @@ pub struct ChecklistItemConfig {
     pub text: String,
     pub group: String,
     pub approvals: u32,
+    /// Ticked by CI evidence instead of reactions (`forges.rs` resolves its source).
+    pub evidence: Option<super::forges::CiItem>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +124,11 @@ struct RawItem {
     text: String,
     group: Option<Spanned<String>>,
     approvals: Option<u32>,
+    // Evidence keys (`forges.rs` reads them).
+    evidence: Option<Spanned<String>>,
+    required: Option<Spanned<Vec<String>>>,
+    source: Option<Spanned<crate::evidence::schema::Source>>,
+    recheck: Option<Spanned<String>>,
 }
 
 /// `[environments.X.deploy]`: `driver` picks the deploy step, whose schema the rest is.
@@ -133,6 +141,7 @@ enum RawDeploy {
     #[serde(rename = "github-actions")]
     GitHubActions(github_actions::DeploySection),
     Gitlab(gitlab::DeploySection),
+    Argocd(argocd::DeploySection),
 }
 
 /// `[environments.X.traffic]`: `driver` picks the traffic step, whose schema the rest is.
@@ -165,13 +174,19 @@ struct RawMonitor {
 
 // ---- validation -------------------------------------------------------------------------
 
-/// One environment; `groups` are the groups that have somebody in them; `github` and `gitlab`
-/// the `[github]` and `[gitlab]` sections' keys (a component's section may override them).
+/// The top-level sections an environment's components fall back on (each may override them).
+pub(super) struct Defaults<'a> {
+    pub(super) github: &'a GitHubKeys,
+    pub(super) gitlab: &'a GitlabKeys,
+    pub(super) argocd: &'a argocd::ServerSection,
+}
+
+/// One environment; `groups` are the groups that have somebody in them; `defaults` the
+/// top-level sections' keys (a component's section may override them).
 pub(super) fn environment(
     cx: &Ctx,
     groups: &BTreeSet<&str>,
-    github: &GitHubKeys,
-    gitlab: &GitlabKeys,
+    defaults: &Defaults<'_>,
     key: Spanned<String>,
     e: RawEnv,
 ) -> Result<EnvConfig, ConfigError> {
@@ -184,7 +199,7 @@ pub(super) fn environment(
     }
     let deployers = deployers(cx, groups, &key, e.deployers.as_ref())?;
     let checklist = checklist(cx, groups, e.checklist)?;
-    let (deploy, traffic, mut secrets) = steps(cx, &key, github, gitlab, e.deploy, e.traffic)?;
+    let (deploy, traffic, mut secrets) = steps(cx, &key, defaults, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
@@ -294,10 +309,18 @@ fn checklist(
                 ),
             });
         }
+        let raw = super::forges::RawEvidence {
+            evidence: item.evidence,
+            required: item.required,
+            source: item.source,
+            recheck: item.recheck,
+        };
+        let evidence = super::forges::ci_item(cx, &item.text, raw)?;
         checklist.push(ChecklistItemConfig {
             text: item.text,
             group,
             approvals,
+            evidence,
         });
     }
     Ok(checklist)
@@ -308,8 +331,7 @@ fn checklist(
 fn steps(
     cx: &Ctx,
     key: &Spanned<String>,
-    github: &GitHubKeys,
-    gitlab: &GitlabKeys,
+    defaults: &Defaults<'_>,
     deploy: Option<Spanned<RawDeploy>>,
     traffic: Option<Spanned<RawTraffic>>,
 ) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
@@ -333,7 +355,7 @@ fn steps(
             .or_else(|m| cx.err(span.clone(), m))?,
         RawDeploy::GitHubActions(g) => {
             let (g, secrets) = g
-                .validate(name, github, cx.lookup)
+                .validate(name, defaults.github, cx.lookup)
                 .or_else(|m| cx.err(key_span(cx, span.clone(), &m), m))?;
             let Some(t) = traffic else {
                 return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: add an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
@@ -343,7 +365,7 @@ fn steps(
         }
         RawDeploy::Gitlab(g) => {
             let g = g
-                .validate(name, span.clone(), gitlab, cx.lookup)
+                .validate(name, span.clone(), defaults.gitlab, cx.lookup)
                 .or_else(|(at, m)| cx.err(at, m))?;
             let Some(t) = traffic else {
                 return cx.err(span, format!("environment \"{name}\" has no way to switch traffic: a gitlab deploy needs an [environments.{name}.traffic] section (driver = \"haproxy\" or \"command\")"));
@@ -354,6 +376,7 @@ fn steps(
             }
             return Ok((DeployConfig::Gitlab(g.deploy), traffic, g.secrets));
         }
+        RawDeploy::Argocd(a) => return argocd_steps(cx, name, defaults.argocd, span, a, traffic),
     };
     let traffic = match (traffic, c.traffic) {
         (Some(t), sw) => {
@@ -430,6 +453,50 @@ fn check_switch_templates(name: &str, t: &command::CommandTrafficConfig) -> Resu
         green_url: String::new(),
     };
     command::check_templates(name, &no_deploy, Some(t))
+}
+
+/// The argocd driver: blue-green takes a haproxy or command traffic step; rolling is its own.
+fn argocd_steps(
+    cx: &Ctx,
+    name: &str,
+    server: &argocd::ServerSection,
+    span: std::ops::Range<usize>,
+    a: argocd::DeploySection,
+    traffic: Option<Spanned<RawTraffic>>,
+) -> Result<(DeployConfig, TrafficConfig, Vec<String>), ConfigError> {
+    let line = match_line(cx, &span);
+    let cfg = a
+        .validate(name, server, span.clone(), cx.lookup)
+        .map_err(|(at, message)| ConfigError {
+            line: line(at),
+            message,
+        })?;
+    let secrets = vec![cfg.token.clone()];
+    let traffic = match (cfg.rolling(), traffic) {
+        (true, None) => TrafficConfig::Argocd,
+        (true, Some(t)) => return cx.err(t.span(), format!("environment \"{name}\": a rolling Argo CD update is its own traffic step; remove [environments.{name}.traffic]")),
+        (false, Some(t)) => traffic_section(cx, name, t)?,
+        (false, None) => return cx.err(span.clone(), format!("environment \"{name}\": blue-green on Argo CD needs a way to switch traffic: add [environments.{name}.traffic] (driver = \"haproxy\" or \"command\"), or use mode = \"rolling\"")),
+    };
+    Ok((DeployConfig::Argocd(cfg), traffic, secrets))
+}
+
+/// The line of a component's error location: its span, or the first line holding its text
+/// after the section's start (else the section's line).
+fn match_line<'a>(
+    cx: &'a Ctx,
+    section: &'a std::ops::Range<usize>,
+) -> impl Fn(argocd::Where) -> Option<usize> + 'a {
+    move |at| match at {
+        argocd::Where::Span(s) => Some(cx.line_of(s.start)),
+        argocd::Where::Text(t) => {
+            let from = section.start.min(cx.text.len());
+            Some(match cx.text[from..].find(&t) {
+                Some(i) => cx.line_of(from + i),
+                None => cx.line_of(section.start),
+            })
+        }
+    }
 }
 
 fn smoke_vars(

@@ -12,16 +12,19 @@
 mod bot;
 mod context;
 mod environment;
+mod forges;
 mod people;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 pub use crate::deploy::schema::{DeployConfig, TrafficConfig};
+pub use crate::evidence::schema::Forges;
 pub use crate::metrics::schema::MetricsConfig;
 pub use bot::{BotConfig, DiscordConfig, LocalConfig, SlackConfig, SlackMode};
 pub use context::ConfigError;
 pub use environment::{Channels, ChecklistItemConfig, EnvConfig, HealthConfig, MonitorConfig};
+pub use forges::CiItem;
 pub use people::User;
 
 use crate::core::freeze::FreezeRule;
@@ -43,8 +46,8 @@ pub struct Config {
     pub environments: BTreeMap<EnvName, EnvConfig>,
     /// The `[github]` section's keys (the token resolved), each environment's default.
     pub github: GitHubKeys,
-    /// The `[gitlab]` section's keys (not resolved), each environment's default.
-    pub gitlab: crate::remote::gitlab::Keys,
+    /// `[github]` and `[gitlab]`, where checklist evidence is read.
+    pub forges: Forges,
     /// Non-fatal remarks (inactive platform sections and the like).
     pub warnings: Vec<String>,
 }
@@ -75,6 +78,19 @@ impl Config {
             .collect()
     }
 
+    /// Every evidence item (environment, index, forge), for the evidence reader.
+    pub fn evidence_items(&self) -> Vec<(EnvName, usize, crate::evidence::schema::Source)> {
+        let mut out = Vec::new();
+        for (name, e) in &self.environments {
+            for (i, item) in e.checklist.iter().enumerate() {
+                if let Some(ci) = &item.evidence {
+                    out.push((name.clone(), i, ci.source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn env_names(&self) -> String {
         self.environments
             .keys()
@@ -103,6 +119,9 @@ struct Raw {
     github: Option<GitHubSection>,
     #[serde(default)]
     environments: BTreeMap<Spanned<String>, environment::RawEnv>,
+    /// The Argo CD server every `driver = "argocd"` environment uses unless it says otherwise.
+    #[serde(default)]
+    argocd: crate::deploy::argocd::ServerSection,
 }
 
 /// Reads and parses a config file. Environment references are resolved with the process env.
@@ -140,16 +159,25 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         Some(g) => g.validate(cx.lookup).or_else(|(span, m)| cx.err(span, m))?,
         None => GitHubKeys::default(),
     };
-    // `[gitlab]`: defaults for every environment whose deploy section overrides none of them.
+    // `[gitlab]` is parsed once: its keys are every gitlab environment's default, and the
+    // evidence reads it when it names a project and an access token.
     let gitlab = match raw.gitlab {
         Some(g) => g.keys().or_else(|(span, m)| cx.err(span, m))?,
         None => Default::default(),
     };
+    let forges = forges::forges(&cx, &github, &gitlab)?;
+    raw.argocd.check().or_else(|(span, m)| cx.err(span, m))?;
+    let defaults = environment::Defaults {
+        github: &github,
+        gitlab: &gitlab,
+        argocd: &raw.argocd,
+    };
     let mut environments = BTreeMap::new();
     for (key, e) in raw.environments {
-        let env = environment::environment(&cx, &groups, &github, &gitlab, key, e)?;
+        let env = environment::environment(&cx, &groups, &defaults, key, e)?;
         environments.insert(env.name.clone(), env);
     }
+    forges::resolve_sources(&cx, &forges, &mut environments)?;
     if environments.is_empty() {
         return Err(ConfigError {
             line: None,
@@ -167,7 +195,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         freezes,
         environments,
         github,
-        gitlab,
+        forges,
         warnings,
     })
 }

@@ -17,6 +17,7 @@ impl Config {
                     text: i.text.clone(),
                     group: i.group.clone(),
                     approvals: i.approvals,
+                    evidence: i.evidence.as_ref().map(|e| e.rule()),
                 })
                 .collect(),
             checklist_expiry: e.checklist_expiry,

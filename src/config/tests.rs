@@ -117,3 +117,65 @@ green_url = "http://127.0.0.1:9002"
     let err = parse(&cfg(r#"live = "purple""#), &no_env).unwrap_err();
     assert!(format!("{err}").contains("is not a colour"), "{err}");
 }
+
+#[test]
+fn ci_evidence_items_read_a_configured_forge() {
+    let base = "[users.a]\ngroups = [\"deployers\", \"reviewers\"]\n[environments.x.deploy]\ndriver = \"local\"\n";
+    let github = "[github]\ntoken = \"${GH_TOKEN}\"\nrepo = \"acme/shop\"\n";
+    let item = "[[environments.x.checklist]]\ntext = \"CI\"\nevidence = \"ci\"\nrequired = [\"build\", \"test\"]\n";
+    let env = |n: &str| (n == "GH_TOKEN").then(|| "ghp_secret".to_string());
+    let c = parse(&format!("{base}{github}{item}"), &env).unwrap();
+    let it = &c.env(&EnvName::new("x")).unwrap().checklist[0];
+    let ci = it.evidence.as_ref().unwrap();
+    assert_eq!(ci.source, crate::evidence::schema::Source::Github);
+    assert_eq!(ci.required, vec!["build", "test"]);
+    assert_eq!(ci.recheck, std::time::Duration::from_secs(30));
+    let gh = c.forges.github.as_ref().unwrap();
+    assert_eq!(gh.api_url, "https://api.github.com");
+    assert_eq!(gh.token, "ghp_secret");
+    assert!(
+        !format!("{c:?}").contains("ghp_secret"),
+        "the token stays out of Debug"
+    );
+    let rules = c.rules();
+    assert!(rules.envs[&EnvName::new("x")].evidence(0).is_some());
+    assert_eq!(c.evidence_items().len(), 1);
+
+    let gitlab = "[gitlab]\ntoken = \"${GH_TOKEN}\"\nproject = \"acme/shop\"\n";
+    let cases: Vec<(String, usize, &str)> = vec![
+        (format!("{base}{github}[[environments.x.checklist]]\ntext = \"CI\"\nevidence = \"staging\"\n"), 10, "evidence \"staging\" is not known"),
+        (format!("{base}{github}[[environments.x.checklist]]\ntext = \"CI\"\nrequired = [\"b\"]\n"), 10, "required needs evidence = \"ci\""),
+        (format!("{base}{item}"), 7, "needs a [github] or [gitlab] section"),
+        (format!("{base}{github}{item}source = \"gitlab\"\n"), 10, "no [gitlab] section"),
+        (format!("{base}{github}{gitlab}{item}"), 13, "say which with source"),
+        (format!("{base}[github]\ntoken = \"ghp_literal\"\nrepo = \"acme/shop\"\n"), 6, "${NAME} reference"),
+        (format!("{base}[github]\ntoken = \"${{NOPE}}\"\nrepo = \"acme/shop\"\n"), 6, "NOPE is not set"),
+        (format!("{base}[github]\napi_url = \"http://github.example\"\ntoken = \"${{GH_TOKEN}}\"\nrepo = \"acme/shop\"\n"), 6, "only for a loopback"),
+        (format!("{base}[github]\ntoken = \"${{GH_TOKEN}}\"\nrepo = \"shop\"\n"), 7, "not owner/name"),
+        (format!("{base}{github}{item}recheck = \"often\"\n"), 12, "not a duration"),
+    ];
+    for (text, line, msg) in cases {
+        let e = parse(&text, &env).expect_err(&text);
+        assert_eq!(e.line, Some(line), "{text}\n-> {e}");
+        assert!(e.message.contains(msg), "{e}");
+        assert!(
+            !e.to_string().contains('\n') && !e.to_string().contains("ghp_secret"),
+            "{e}"
+        );
+    }
+    // Both forges, the item names one.
+    let c = parse(
+        &format!("{base}{github}{gitlab}{item}source = \"gitlab\"\n"),
+        &env,
+    )
+    .unwrap();
+    let ci = c.env(&EnvName::new("x")).unwrap().checklist[0]
+        .evidence
+        .clone()
+        .unwrap();
+    assert_eq!(ci.source, crate::evidence::schema::Source::Gitlab);
+    assert_eq!(
+        c.forges.gitlab.unwrap().api_url,
+        "https://gitlab.com/api/v4"
+    );
+}

@@ -1,6 +1,7 @@
 //! The pre-deployment checklist: items, eligible approvers, quorum, no self-approval, veto,
 //! withdrawal. Pure: group membership comes in as a function.
 
+use super::evidence::Proof;
 use super::UserId;
 use serde::{Deserialize, Serialize};
 
@@ -48,11 +49,17 @@ pub struct Item {
     /// this field existed have none, so any removal withdraws theirs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<(UserId, String)>,
+    /// An item ticked by evidence (CI) rather than by reviewers: no reaction counts on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Proof>,
 }
 
 impl Item {
     pub fn done(&self) -> bool {
-        self.approvers.len() as u32 >= self.needed
+        match &self.evidence {
+            Some(p) => p.passed(),
+            None => self.approvers.len() as u32 >= self.needed,
+        }
     }
 }
 
@@ -107,6 +114,7 @@ impl Checklist {
                     needed,
                     approvers: Vec::new(),
                     marks: Vec::new(),
+                    evidence: None,
                 })
                 .collect(),
             veto: None,
@@ -261,6 +269,14 @@ impl Checklist {
         let Some(item) = self.items.get_mut(i) else {
             return Outcome::Ignored;
         };
+        if item.evidence.is_some() {
+            // Never a tick without evidence: a person's reaction is not evidence (the engine
+            // answers it before it gets here, naming the run; this is the rule's own guard).
+            return Outcome::NotCounted(format!(
+                "{user}'s approval of \"{}\" does not count: CI evidence ticks this item by itself",
+                item.text
+            ));
+        }
         if user == requester {
             return Outcome::NotCounted(format!(
                 "{user}'s approval of \"{}\" does not count: the requester cannot approve their own run",
@@ -576,6 +592,22 @@ mod tests {
             ),
             Outcome::Ignored
         );
+    }
+
+    #[test]
+    fn no_reaction_ticks_an_evidence_item() {
+        let mut c = list();
+        c.items[0].evidence = Some(Proof::new(crate::core::evidence::EvidenceKind::Ci));
+        let r = c.react(
+            &u("alice"),
+            &u("bob"),
+            &groups,
+            Target::Item(0),
+            Emoji::Approve,
+            true,
+        );
+        assert!(matches!(r, Outcome::NotCounted(ref m) if m.contains("CI evidence ticks")));
+        assert!(c.items[0].approvers.is_empty() && !c.items[0].done());
     }
 
     #[test]

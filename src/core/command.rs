@@ -12,6 +12,7 @@ pub const USAGE_UNLOCK: &str = "/deploy unlock <env>";
 pub const USAGE_CANCEL: &str = "/deploy cancel <run-id>";
 pub const USAGE_WHY_NOT: &str = "/deploy why-not <version> <env> [--service NAME]";
 pub const USAGE_HELP: &str = "/deploy help";
+pub const USAGE_OVERRIDE: &str = "/deploy override <run-id> <item> \"<reason>\"";
 pub const USAGE_ROLLBACK: &str = "/rollback <env> [<reason...>]";
 
 /// Default and maximum number of runs `history` lists.
@@ -31,6 +32,7 @@ pub fn help_text() -> String {
         USAGE_WHY_NOT,
         USAGE_HELP,
         USAGE_ROLLBACK,
+        USAGE_OVERRIDE,
         "A version is v?MAJOR.MINOR.PATCH[-pre][+build] or a git sha (7 to 40 hex digits).",
         "Approve a checklist item with ✅ or 👍 on its reply; ❌ vetoes the run.",
     ]
@@ -76,6 +78,12 @@ pub enum Command {
         env: EnvName,
         reason: Option<String>,
     },
+    /// Break-glass ticks a checklist item whose evidence is not green (`item` counts from 0).
+    Override {
+        run: RunId,
+        item: usize,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -89,7 +97,7 @@ impl Command {
             | Command::Unlock { env }
             | Command::WhyNot { env, .. }
             | Command::Rollback { env, .. } => Some(env),
-            Command::Cancel { .. } | Command::Help => None,
+            Command::Cancel { .. } | Command::Help | Command::Override { .. } => None,
         }
     }
 
@@ -105,6 +113,7 @@ impl Command {
             Command::WhyNot { .. } => USAGE_WHY_NOT,
             Command::Help => USAGE_HELP,
             Command::Rollback { .. } => USAGE_ROLLBACK,
+            Command::Override { .. } => USAGE_OVERRIDE,
         }
     }
 
@@ -124,6 +133,7 @@ impl Command {
             Command::WhyNot { .. } => DISCORD_USAGE_WHY_NOT,
             Command::Help => DISCORD_USAGE_HELP,
             Command::Rollback { .. } => DISCORD_USAGE_ROLLBACK,
+            Command::Override { .. } => DISCORD_USAGE_OVERRIDE,
         }
     }
 }
@@ -140,9 +150,10 @@ pub const DISCORD_USAGE_WHY_NOT: &str =
     "/deploy why-not version:<version> env:<env> [service:<name>]";
 pub const DISCORD_USAGE_HELP: &str = "/deploy help";
 pub const DISCORD_USAGE_ROLLBACK: &str = "/rollback env:<env> [reason:<text>]";
+pub const DISCORD_USAGE_OVERRIDE: &str = "/deploy override run:<run-id> item:<n> reason:<text>";
 /// Discord's commands, for an invocation that names none of them.
 pub const DISCORD_USAGE_ANY: &str =
-    "/deploy release|status|history|lock|unlock|cancel|why-not|help, /rollback";
+    "/deploy release|status|history|lock|unlock|cancel|why-not|override|help, /rollback";
 
 /// What is wrong with a command, plus the usage of the subcommand it was meant as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +221,7 @@ fn parse_deploy_with(args: &str, patterns: &[String]) -> Result<Command, UsageEr
         "lock" => parse_lock(rest),
         "unlock" => parse_unlock(rest),
         "cancel" => parse_cancel(rest),
+        "override" => parse_override(rest),
         "why-not" | "whynot" => {
             let (pos, opts) = split_options(rest, &["--service"], USAGE_WHY_NOT)?;
             let mut service = None;
@@ -322,6 +334,38 @@ fn parse_cancel(rest: &[String]) -> Result<Command, UsageError> {
         }
         _ => Err(extra(&pos[1..], USAGE_CANCEL)),
     }
+}
+
+/// `/deploy override <run-id> <item> "<reason>"`: the reason is what follows the item.
+fn parse_override(rest: &[String]) -> Result<Command, UsageError> {
+    let u = USAGE_OVERRIDE;
+    let (run, item) = match rest {
+        [] => return Err(UsageError::new("missing run number", u)),
+        [_] => return Err(UsageError::new("missing item number", u)),
+        [run, item, ..] => (run, item),
+    };
+    let run = match run.trim_start_matches('#').parse::<u64>() {
+        Ok(n) if n > 0 => RunId(n),
+        _ => {
+            let e = format!("\"{}\" is not a run number", printable(run));
+            return Err(UsageError::new(e, u));
+        }
+    };
+    let item = match item.parse::<usize>() {
+        Ok(n) if n > 0 => n - 1,
+        _ => {
+            let e = format!("\"{}\" is not an item number", printable(item));
+            return Err(UsageError::new(e, u));
+        }
+    };
+    let reason = rest[2..].join(" ");
+    if reason.trim().is_empty() {
+        return Err(UsageError::new(
+            "an override needs a reason in quotes, e.g. \"CI is down, tested by hand: INC-7\"",
+            u,
+        ));
+    }
+    Ok(Command::Override { run, item, reason })
 }
 
 /// `/deploy <version> <env> [--service NAME] [--force "<reason>"] [--dry-run]`.
@@ -748,6 +792,22 @@ mod tests {
                     reason: Some("errors after release".into()),
                 },
             ),
+            (
+                "/deploy override 3 1 \"CI is down, tested by hand\"",
+                Command::Override {
+                    run: RunId(3),
+                    item: 0,
+                    reason: "CI is down, tested by hand".into(),
+                },
+            ),
+            (
+                "/deploy override #3 2 flaky runner",
+                Command::Override {
+                    run: RunId(3),
+                    item: 1,
+                    reason: "flaky runner".into(),
+                },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text), Some(Ok(want)), "{text}");
@@ -769,6 +829,17 @@ mod tests {
                 USAGE_DEPLOY,
             ),
             ("/deploy v1.2.0", "missing environment", USAGE_DEPLOY),
+            ("/deploy override 3 1", "needs a reason", USAGE_OVERRIDE),
+            (
+                "/deploy override 3 x \"r\"",
+                "not an item number",
+                USAGE_OVERRIDE,
+            ),
+            (
+                "/deploy override 0 1 \"r\"",
+                "not a run number",
+                USAGE_OVERRIDE,
+            ),
             (
                 "/deploy v1.2.0 prod extra",
                 "unexpected \"extra\"",

@@ -98,6 +98,17 @@ pub enum What {
     StepNote(String),
     /// A revert proposed after a rollback (its link), or why it could not be.
     Revert(String),
+    /// What checklist item `item`'s evidence said (each change of verdict, as a sentence
+    /// naming the checks and the commit).
+    Evidence {
+        item: usize,
+        verdict: String,
+    },
+    /// Break-glass ticked item `item` without green evidence (`Event::who` did), and why.
+    EvidenceOverridden {
+        item: usize,
+        reason: String,
+    },
     /// A sentence this version does not know (kept as it was written).
     Other(String),
 }
@@ -147,6 +158,12 @@ impl fmt::Display for What {
             What::Inconclusive(why) => write!(f, "inconclusive: {why}"),
             What::StepNote(text) => write!(f, "step: {text}"),
             What::Revert(text) => write!(f, "revert: {text}"),
+            What::Evidence { item, verdict } => {
+                write!(f, "evidence for item {}: {verdict}", item + 1)
+            }
+            What::EvidenceOverridden { item, reason } => {
+                write!(f, "break-glass override of item {}: {reason}", item + 1)
+            }
             What::RollbackTrigger(why) => write!(f, "rollback trigger: {why}"),
             What::ManualRollback { by, reason } => {
                 write!(f, "manual rollback by {by}")?;
@@ -277,6 +294,23 @@ impl What {
                 reason: reason.into(),
             });
         }
+        for (prefix, overridden) in [
+            ("evidence for item ", false),
+            ("break-glass override of item ", true),
+        ] {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                let (n, text) = rest.split_once(": ")?;
+                let (item, text) = (item(n)?, text.to_string());
+                return Some(if overridden {
+                    What::EvidenceOverridden { item, reason: text }
+                } else {
+                    What::Evidence {
+                        item,
+                        verdict: text,
+                    }
+                });
+            }
+        }
         if let Some(rest) = s.strip_prefix("manual rollback by ") {
             let (by, reason) = match rest.split_once(": ") {
                 Some((by, r)) => (by, Some(r.to_string())),
@@ -383,6 +417,14 @@ mod tests {
             },
             What::StepNote("GitHub Actions run 42: https://github.example/runs/42".into()),
             What::Revert("↩️ Revert of v1.3.0 (back to v1.2.0) is ready for review: pull request #7 https://github.example/o/r/pull/7".into()),
+            What::Evidence {
+                item: 0,
+                verdict: "green at abc1234: build, test".into(),
+            },
+            What::EvidenceOverridden {
+                item: 2,
+                reason: "hotfix: CI is down".into(),
+            },
             What::Other("something an older version said".into()),
         ];
         for w in kinds {

@@ -5,6 +5,7 @@ pub mod checklist;
 pub mod command;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod freeze;
 pub mod message;
 pub mod policy;

@@ -4,6 +4,7 @@
 //! so it depends on nothing the file's parsing drags in (drivers, HTTP clients, smoke schemas).
 
 use super::checklist::Checklist;
+use super::evidence::{Evidence, Proof};
 use super::freeze::FreezeRule;
 use super::{Colour, EnvName, UserId};
 use chrono_tz::Tz;
@@ -55,6 +56,8 @@ pub struct ChecklistItem {
     pub text: String,
     pub group: String,
     pub approvals: u32,
+    /// Ticked by this evidence instead of by the group's reactions (break-glass may override).
+    pub evidence: Option<Evidence>,
 }
 
 /// How a release is watched after the switch.
@@ -105,11 +108,20 @@ impl Rules {
 impl EnvRules {
     /// A new run's checklist, every item open.
     pub fn new_checklist(&self) -> Checklist {
-        Checklist::new(
+        let mut c = Checklist::new(
             self.checklist
                 .iter()
                 .map(|i| (i.text.clone(), i.group.clone(), i.approvals)),
-        )
+        );
+        for (item, rule) in c.items.iter_mut().zip(&self.checklist) {
+            item.evidence = rule.evidence.as_ref().map(|e| Proof::new(e.kind()));
+        }
+        c
+    }
+
+    /// Item `i`'s evidence, as configured.
+    pub fn evidence(&self, i: usize) -> Option<&Evidence> {
+        self.checklist.get(i).and_then(|c| c.evidence.as_ref())
     }
 }
 
@@ -151,6 +163,18 @@ pub mod build {
             text: text.into(),
             group: group.into(),
             approvals,
+            evidence: None,
+        }
+    }
+
+    /// An item ticked by CI evidence, read again every 30 s.
+    pub fn ci_item(text: &str, required: &[&str]) -> ChecklistItem {
+        ChecklistItem {
+            evidence: Some(Evidence::Ci {
+                required: required.iter().map(|s| s.to_string()).collect(),
+                recheck: Duration::from_secs(30),
+            }),
+            ..item(text, "reviewers", 1)
         }
     }
 

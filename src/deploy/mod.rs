@@ -1,7 +1,8 @@
 //! Deploy drivers. An environment combines one **deploy step** (put a version on a colour,
 //! tear a colour down) and one **traffic step** (say which colour is live, send traffic to a
-//! colour): `local` (demo apps + router, both steps in one), or `command`, `github-actions` or
-//! `gitlab` deploys with a `command` or `haproxy` traffic step.
+//! colour): `local` (demo apps + router, both steps in one), `command`, `github-actions`,
+//! `gitlab` or `argocd` deploys with a `command` or `haproxy` traffic step, or `argocd` in
+//! rolling mode (both steps in one).
 //!
 //! Every step is a file or folder of the same shape: its config schema (the serde struct the
 //! config file's section deserialises into, and its validation), its client, its tests, and an
@@ -12,6 +13,7 @@
 //!
 //! This file imports nothing above `core`, so a step can implement the traits without an
 //! import cycle through `config`.
+pub mod argocd;
 pub mod command;
 pub mod github_actions;
 pub mod gitlab;

@@ -2,6 +2,7 @@
 //! environment uses, each holding its own component's schema. `config` parses the file into
 //! these; `start.rs` turns them into steps. Adding a step is one arm here.
 
+use super::argocd::ArgoConfig;
 use super::command::{CommandDriverConfig, CommandTrafficConfig};
 use super::github_actions::GitHubActionsConfig;
 use super::gitlab::GitlabDeployConfig;
@@ -17,6 +18,8 @@ pub enum TrafficConfig {
     Command(CommandTrafficConfig),
     /// HAProxy's runtime API over its admin socket (`unix:/path` or `tcp:host:port`).
     Haproxy(HaproxyConfig),
+    /// The `argocd` driver in rolling mode: the rolling update is the switch.
+    Argocd,
 }
 
 /// How a version is put on a colour.
@@ -28,6 +31,8 @@ pub enum DeployConfig {
     Command(CommandDriverConfig),
     /// A GitHub Actions workflow dispatched per deploy, followed until it completes.
     GitHubActions(GitHubActionsConfig),
+    /// An Argo CD application per colour (blue-green) or one updated in place (rolling).
+    Argocd(ArgoConfig),
     /// A GitLab CI pipeline per deploy, followed until it ends.
     Gitlab(GitlabDeployConfig),
 }

@@ -1,5 +1,6 @@
 //! The one place an environment's config becomes its driver: a deploy step and a traffic step.
 
+use super::argocd::ArgoDriver;
 use super::command::{CommandDeploy, CommandRunner, CommandTraffic};
 use super::github_actions::GitHubActionsDeploy;
 use super::gitlab::GitlabDeploy;
@@ -54,6 +55,18 @@ impl Driver {
                 let traffic = traffic_step(env, traffic, runner)?;
                 return Ok(Driver::of(step, traffic));
             }
+            DeployConfig::Argocd(a) => {
+                let argo = Arc::new(
+                    ArgoDriver::new(env.clone(), a.clone(), journal.clone())
+                        .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?,
+                );
+                // Rolling: the application is its own traffic step (the update is the switch).
+                if let TrafficConfig::Argocd = traffic {
+                    return Ok(Driver::of(argo.clone(), argo));
+                }
+                let traffic = traffic_step(env, traffic, runner(BTreeMap::new(), a.timeout))?;
+                return Ok(Driver::of(argo, traffic));
+            }
             DeployConfig::GitHubActions(g) => {
                 let github = crate::remote::github::GitHub::new(&g.github, reqwest::Client::new())
                     .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
@@ -102,8 +115,8 @@ fn traffic_step(
             runner,
             cfg: t.clone(),
         }),
-        TrafficConfig::LocalRouter => {
-            anyhow::bail!("environment {env}: the local router needs the local driver")
+        TrafficConfig::LocalRouter | TrafficConfig::Argocd => {
+            anyhow::bail!("environment {env}: this traffic step needs its own driver")
         }
     })
 }

@@ -6,6 +6,7 @@
 //! the same clients.
 pub mod github;
 pub mod gitlab;
+pub mod path;
 pub mod rest;
 
 pub use rest::{Api, ApiError, ErrorKind, Retry};

@@ -355,7 +355,7 @@ fn the_gitlab_example_passes_check_config_and_a_literal_token_names_its_line() {
         (
             text.replace("token = \"${GITLAB_TOKEN}\"", "token = \"glpat-oops\""),
             "token = \"glpat-oops\"",
-            "[gitlab] token: must be a ${NAME} reference",
+            "[gitlab] token must be a ${NAME} reference",
         ),
         (
             text.replace("ref = \"main\"", "ref = \"{branch}\""),

@@ -169,10 +169,12 @@ async fn a_pipeline_that_does_not_finish_in_time_fails_with_the_link() {
         .await
         .unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // On a loaded machine the last look may itself run into the deadline: then the sender's
+    // own words say so; either way the step's time and the pipeline's link are named.
     assert!(
         e.contains(
             "did not finish within 1s 500ms (still running; greenlight did not cancel it): http://"
-        ),
+        ) || (e.contains("within the step's 1s 500ms (pipeline #") && e.contains("http://")),
         "{e}"
     );
 }

@@ -11,8 +11,8 @@ use serenity::model::application::{
 };
 
 /// The `/deploy` subcommands, in the order they are registered.
-pub const DEPLOY_SUBCOMMANDS: [&str; 8] = [
-    "release", "status", "history", "lock", "unlock", "cancel", "why-not", "help",
+pub const DEPLOY_SUBCOMMANDS: [&str; 9] = [
+    "release", "status", "history", "lock", "unlock", "cancel", "why-not", "override", "help",
 ];
 
 /// A slash command option's value, as Discord types it.
@@ -35,6 +35,7 @@ pub fn discord_usage(command: &str, subcommand: Option<&str>) -> &'static str {
         ("deploy", Some("cancel")) => cmd::DISCORD_USAGE_CANCEL,
         ("deploy", Some("why-not")) => cmd::DISCORD_USAGE_WHY_NOT,
         ("deploy", Some("help")) => cmd::DISCORD_USAGE_HELP,
+        ("deploy", Some("override")) => cmd::DISCORD_USAGE_OVERRIDE,
         _ => cmd::DISCORD_USAGE_ANY,
     }
 }
@@ -169,6 +170,20 @@ fn deploy_subcommand(
             Some(n) => o.fail(format!("\"{n}\" is not a run number")),
             None => o.fail("missing run"),
         },
+        "override" => {
+            let run = match o.integer("run") {
+                Some(n) if n > 0 => RunId(n as u64),
+                Some(n) => return o.fail(format!("\"{n}\" is not a run number")),
+                None => return o.fail("missing run"),
+            };
+            let item = match o.integer("item") {
+                Some(n) if n > 0 => n as usize - 1,
+                Some(n) => return o.fail(format!("\"{n}\" is not an item number")),
+                None => return o.fail("missing item"),
+            };
+            let reason = o.required("reason")?.to_string();
+            Ok(Command::Override { run, item, reason })
+        }
         "help" => Ok(Command::Help),
         other => o.fail(format!("unknown subcommand \"{other}\"")),
     }
@@ -263,6 +278,19 @@ pub fn command_definitions(environments: &[(String, String)]) -> Vec<CreateComma
                 "why-not",
                 "Every gate that would stop this deploy now",
                 vec![version(), env(true), service()],
+            ),
+            sub(
+                "override",
+                "Break-glass: tick a checklist item whose CI evidence is not green",
+                vec![
+                    CreateCommandOption::new(CommandOptionType::Integer, "run", "Run number")
+                        .required(true)
+                        .min_int_value(1),
+                    CreateCommandOption::new(CommandOptionType::Integer, "item", "Item number")
+                        .required(true)
+                        .min_int_value(1),
+                    string("reason", "Why, for the audit log", true),
+                ],
             ),
             sub("help", "How to use greenlight", vec![]),
         ]);

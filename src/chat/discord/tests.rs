@@ -19,7 +19,7 @@ fn opts(pairs: &[(&str, &str)]) -> Vec<(String, OptionValue)> {
         .iter()
         .map(|(k, v)| {
             let value = match *k {
-                "limit" | "run" => OptionValue::Integer(v.parse().unwrap()),
+                "limit" | "run" | "item" => OptionValue::Integer(v.parse().unwrap()),
                 "dry_run" => OptionValue::Boolean(v.parse().unwrap()),
                 _ => OptionValue::Text(v.to_string()),
             };
@@ -200,6 +200,19 @@ fn other_subcommands() {
             opts(&[("run", "42")]),
             Command::Cancel {
                 run: crate::core::RunId(42),
+            },
+        ),
+        (
+            "override",
+            opts(&[
+                ("run", "42"),
+                ("item", "1"),
+                ("reason", "CI is down: INC-7"),
+            ]),
+            Command::Override {
+                run: crate::core::RunId(42),
+                item: 0,
+                reason: "CI is down: INC-7".into(),
             },
         ),
         (

@@ -54,6 +54,9 @@ impl Engine {
             Command::Lock { env, reason } => self.lock(&mut tx, user, &env, reason),
             Command::Unlock { env } => self.unlock(&mut tx, user, &env),
             Command::Cancel { run } => self.cancel(&mut tx, user, run),
+            Command::Override { run, item, reason } => {
+                self.override_evidence(&mut tx, user, run, item, reason)
+            }
             Command::Rollback { env, reason } => self.manual_rollback(&mut tx, user, &env, reason),
         };
         // The usage line belongs to malformed commands only (answered above): a refusal of a
@@ -125,6 +128,14 @@ impl Engine {
         if !env.checklist.is_empty() {
             let groups = env.new_checklist().groups().join(", ");
             out.push_str(&wording::checklist_needs(env.checklist.len(), &groups));
+            let ci = env
+                .checklist
+                .iter()
+                .filter(|i| i.evidence.is_some())
+                .count();
+            if ci > 0 {
+                out.push_str(&wording::evidence_needs(ci));
+            }
         }
         for rule in &self.rules.freezes {
             if rule.applies_to(&args.env.0) {
@@ -253,16 +264,13 @@ impl Engine {
             env.checklist_expiry,
         );
         tx.post(Post::top(&run.env, Room::Deploys, parent).keyed(MsgKey::Checklist(id)));
-        let n = run.checklist.items.len();
+        let (n, expires) = (run.checklist.items.len(), run.checklist_expires);
         for i in 0..n {
-            let line = run.checklist.item_line(i);
-            tx.post(
-                Post::top(&run.env, Room::Deploys, line)
-                    .keyed(MsgKey::Item(id, i))
-                    .in_thread(id),
-            );
+            let post = self.item_post(id, i);
+            tx.post(post);
         }
-        tx.timer(run.checklist_expires, super::Timer::ChecklistExpiry(id));
+        tx.timer(expires, super::Timer::ChecklistExpiry(id));
+        self.read_all_evidence(tx, id);
         n
     }
 

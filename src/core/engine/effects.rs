@@ -3,6 +3,7 @@
 
 use crate::core::analysis::Sample;
 use crate::core::event::Event;
+use crate::core::evidence::{Evidence, Verdict};
 use crate::core::message::Post;
 use crate::core::message::Visibility;
 use crate::core::state::{EnvState, Run};
@@ -69,6 +70,16 @@ pub enum Action {
         env: EnvName,
         run: Option<(RunId, u32)>,
     },
+    /// Read the evidence of checklist item `item` for `version` (CI for its commit); the
+    /// verdict comes back as `Outcome::Evidence`.
+    CheckEvidence {
+        run: RunId,
+        attempt: u32,
+        env: EnvName,
+        item: usize,
+        version: String,
+        evidence: Evidence,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +89,8 @@ pub enum Timer {
     Teardown(EnvName),
     /// Look again at an environment whose live colour cannot be seen.
     Observe(EnvName),
+    /// Read a checklist item's evidence again (it was not green).
+    Evidence(RunId, usize),
 }
 
 /// What a traffic step says about the live colour.
@@ -111,6 +124,11 @@ pub enum Outcome {
     CriticalPath(Result<(), String>),
     SwitchBack(Result<(), String>),
     Observed(LiveView),
+    /// What checklist item `item`'s evidence says.
+    Evidence {
+        item: usize,
+        verdict: Verdict,
+    },
     /// The revert step's answer: the pull or merge request it opened (or found), or why not.
     Reverted(Result<RevertLink, String>),
 }

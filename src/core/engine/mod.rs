@@ -7,12 +7,14 @@
 //! - `reactions.rs`: reactions and button clicks on a checklist;
 //! - `timers.rs`: the timers the shell armed (expiry, monitor ticks, teardown, looking again);
 //! - `pipeline.rs`: the deploy steps up to the traffic switch and their results;
+//! - `evidence.rs`: checklist items ticked by CI evidence, re-readings, break-glass override;
 //! - `monitoring.rs`: after the switch: the checks, the verdict, the rollback;
 //! - `restart.rs`: loading the store, resuming runs, what the traffic step sees;
 //! - `wording.rs`: every sentence the engine says, in one place.
 
 mod commands;
 mod effects;
+mod evidence;
 mod monitoring;
 mod pipeline;
 mod reactions;

@@ -91,6 +91,9 @@ impl Engine {
                     Err(why) => self.fail_unseen(&mut tx, id, &why),
                 }
             }
+            (Phase::AwaitingChecklist, Outcome::Evidence { item, verdict }) => {
+                self.evidence_result(&mut tx, id, item, verdict)
+            }
             (Phase::Monitoring | Phase::RollingBack, outcome) => {
                 self.monitoring_result(&mut tx, id, phase, outcome)
             }

@@ -117,14 +117,24 @@ impl Engine {
         let in_group = |u: &UserId, g: &str| rules.in_group(u, g);
         let run = self.run_mut(id);
         let (env, requester) = (run.env.clone(), run.requester.clone());
-        let outcome = run
-            .checklist
-            .react_as(&requester, user, &in_group, target, emoji, added);
-        let item_post = |run: &super::Run, item: usize| {
-            Post::top(&env, Room::Deploys, run.checklist.item_line(item))
-                .keyed(MsgKey::Item(id, item))
-                .in_thread(id)
-                .editing()
+        let outcome = match target {
+            // A person's approval is not evidence: say how this item is ticked.
+            Target::Item(i)
+                if added
+                    && checklist::classify(emoji) == Emoji::Approve
+                    && run.checklist.veto.is_none()
+                    && run
+                        .checklist
+                        .items
+                        .get(i)
+                        .is_some_and(|it| it.evidence.is_some()) =>
+            {
+                let text = run.checklist.items[i].text.clone();
+                checklist::Outcome::NotCounted(wording::evidence_reaction(user, id, i, &text))
+            }
+            _ => run
+                .checklist
+                .react_as(&requester, user, &in_group, target, emoji, added),
         };
         match outcome {
             checklist::Outcome::Ignored => {}
@@ -135,11 +145,11 @@ impl Engine {
             }
             checklist::Outcome::Withdrawn { item } => {
                 tx.event(id, Some(user), What::Withdrew { item });
-                tx.post(item_post(&self.runs[&id], item));
+                tx.post(self.item_post(id, item).editing());
             }
             checklist::Outcome::Approved { item, complete } => {
                 tx.event(id, Some(user), What::Approved { item });
-                tx.post(item_post(&self.runs[&id], item));
+                tx.post(self.item_post(id, item).editing());
                 if complete {
                     self.checklist_complete(tx, id);
                 }

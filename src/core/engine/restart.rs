@@ -66,6 +66,10 @@ impl Engine {
                 say(&mut tx, &run, wording::resumed_checklist(id, expired));
                 let at = if expired { now } else { run.checklist_expires };
                 tx.timer(at, Timer::ChecklistExpiry(id));
+                if !expired {
+                    // A reading under way when the bot stopped is lost: read again.
+                    self.read_all_evidence(&mut tx, id);
+                }
             }
             Phase::Observing | Phase::DeployingIdle | Phase::VerifyingIdle | Phase::Baseline
                 if run.kind == RunKind::Deploy =>

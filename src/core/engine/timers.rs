@@ -23,6 +23,7 @@ impl Engine {
                 }
             }
             Timer::Teardown(env) => self.warm_time_over(&mut tx, &env),
+            Timer::Evidence(id, item) => self.evidence_due(&mut tx, id, item),
         }
         self.finish(tx)
     }

@@ -3,7 +3,9 @@
 //! The lifecycle texts shared with the shell (🚀, ✅, ❌) are in `core::message`.
 
 use crate::core::analysis::{self, Sample};
+use crate::core::checklist::Checklist;
 use crate::core::event::Gate;
+use crate::core::evidence::{Proof, Verdict};
 use crate::core::message;
 use crate::core::rules::EnvRules;
 use crate::core::state::{EnvState, Lock, Phase, Run};
@@ -67,6 +69,10 @@ pub fn nothing_stops(version: &str, display: &str, forced_past: &[String]) -> St
 
 pub fn checklist_needs(items: usize, groups: &str) -> String {
     format!("\n• the checklist ({items} items) needs approval by {groups}")
+}
+
+pub fn evidence_needs(n: usize) -> String {
+    format!("\n• {n} of them ticked by green CI for the version's commit, not by reactions")
 }
 
 pub fn next_freeze(window: &str) -> String {
@@ -316,6 +322,13 @@ pub fn closed_reaction(user: &UserId, id: RunId, phase: Phase) -> String {
     )
 }
 
+pub fn evidence_reaction(user: &UserId, id: RunId, item: usize, text: &str) -> String {
+    format!(
+        "{user}'s approval of \"{text}\" does not count: CI evidence ticks this item by itself; break-glass can override it with /deploy override {id} {} \"<reason>\"",
+        item + 1
+    )
+}
+
 pub fn vetoed(run: &Run, user: &UserId, display: &str) -> String {
     format!(
         "🛑 Run {} vetoed by {}: {} will not be deployed to {display}. {}",
@@ -503,6 +516,151 @@ pub fn rolled_back(run: &Run, now_live: &str, display: &str) -> String {
         run.reason.as_deref().unwrap_or_default(),
         run.requester.mention()
     )
+}
+
+// ---- evidence on checklist items --------------------------------------------------------
+
+/// A commit as people read it.
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// What a verdict says, naming each check and the commit (the audit event's sentence).
+pub fn verdict(v: &Verdict) -> String {
+    match v {
+        Verdict::Green { checks, sha } => {
+            format!("green at {}: {}", short(sha), checks.join(", "))
+        }
+        Verdict::Red { failing, sha } => {
+            let f: Vec<String> = failing.iter().map(|(n, c)| format!("{n} {c}")).collect();
+            format!("red at {}: {}", short(sha), f.join(", "))
+        }
+        Verdict::Pending { waiting, sha } => format!(
+            "pending at {}: waiting for {}",
+            short(sha),
+            waiting.join(", ")
+        ),
+        Verdict::Missing { why } => format!("not green: {why}"),
+        Verdict::Unavailable { why } => format!("could not be read: {why}"),
+    }
+}
+
+/// Item `i`'s thread reply: reviewers' approvals, or what its evidence says (`recheck`: how
+/// often evidence that is not green is read again).
+pub fn item_line(c: &Checklist, i: usize, version: &str, recheck: Option<Duration>) -> String {
+    let it = &c.items[i];
+    match &it.evidence {
+        None => c.item_line(i),
+        Some(p) => evidence_line(i, &it.text, version, p, recheck),
+    }
+}
+
+fn evidence_line(
+    i: usize,
+    text: &str,
+    version: &str,
+    p: &Proof,
+    recheck: Option<Duration>,
+) -> String {
+    let n = i + 1;
+    let again = recheck
+        .map(|d| {
+            format!(
+                "; read again every {} until the checklist closes",
+                format_duration(d)
+            )
+        })
+        .unwrap_or_default();
+    let hint = "; a ✅ does not tick it: only green CI does, or break-glass with /deploy override";
+    if let Some(o) = &p.overridden {
+        let said = p
+            .verdict
+            .as_ref()
+            .map(|v| format!("; CI was {}", verdict(v)))
+            .unwrap_or_default();
+        return format!(
+            "✅ {n}. {text}: overridden by {} (break-glass): \"{}\"{said}",
+            o.by, o.reason
+        );
+    }
+    match &p.verdict {
+        None => format!("⏳ {n}. {text}: checking CI for {version}…"),
+        Some(v @ Verdict::Green { .. }) => {
+            format!("✅ {n}. {text}: CI for {version} is {}", verdict(v))
+        }
+        Some(v @ Verdict::Pending { .. }) => {
+            format!("⏳ {n}. {text}: CI for {version} is {}{again}", verdict(v))
+        }
+        Some(v @ Verdict::Red { .. }) => {
+            format!(
+                "⛔ {n}. {text}: CI for {version} is {}{hint}{again}",
+                verdict(v)
+            )
+        }
+        Some(Verdict::Missing { why }) => {
+            format!("⛔ {n}. {text}: no CI evidence for {version}: {why}{hint}{again}")
+        }
+        Some(Verdict::Unavailable { why }) => {
+            format!("⚠️ {n}. {text}: CI for {version} could not be read: {why}{hint}{again}")
+        }
+    }
+}
+
+/// Break-glass ticked an evidence item without green CI: in the thread and the announce room.
+#[allow(clippy::too_many_arguments)]
+pub fn evidence_overridden(
+    user: &UserId,
+    id: RunId,
+    version: &str,
+    display: &str,
+    item: usize,
+    text: &str,
+    reason: &str,
+    said: Option<&str>,
+) -> String {
+    format!(
+        "⚠️ Break-glass: {} ticked item {} \"{text}\" of run {id} ({version} → {display}) without green CI; CI {}. Reason: {reason}",
+        user.mention(),
+        item + 1,
+        said.map(|s| format!("was {s}")).unwrap_or_else(|| "had not answered yet".into())
+    )
+}
+
+pub fn override_answer(id: RunId, item: usize) -> String {
+    format!(
+        "Item {} of run {id} overridden (break-glass); audited and announced.",
+        item + 1
+    )
+}
+
+pub fn override_closed(id: RunId, phase: Phase) -> String {
+    format!(
+        "Nothing to override: the checklist of run {id} is closed (the run is {})",
+        phase.label()
+    )
+}
+
+pub fn override_not_break_glass(user: &UserId) -> String {
+    format!("{user} cannot override evidence: only members of break-glass may, with a reason")
+}
+
+pub fn override_own_run(user: &UserId, id: RunId) -> String {
+    format!("{user} cannot override evidence on run {id}: the requester cannot tick their own run's checklist")
+}
+
+pub fn no_such_item(id: RunId, item: usize, n: usize) -> String {
+    format!("Run {id}'s checklist has no item {} (it has {n})", item + 1)
+}
+
+pub fn not_evidence_item(id: RunId, item: usize, text: &str) -> String {
+    format!(
+        "Item {} \"{text}\" of run {id} is not ticked by evidence: reviewers approve it with ✅",
+        item + 1
+    )
+}
+
+pub fn already_ticked(id: RunId, item: usize, text: &str) -> String {
+    format!("Item {} \"{text}\" of run {id} is already ticked", item + 1)
 }
 
 // ---- restarts and the traffic step ------------------------------------------------------

@@ -1,8 +1,12 @@
 //! GitHub's REST API: the client built from resolved settings (`schema.rs`: the `[github]`
 //! keys), the data types greenlight reads, and one small file per endpoint. A new endpoint
 //! is a new file beside these, using [`GitHub`]. Actions: `dispatch.rs`, `runs.rs`, `run.rs`;
-//! a revert: `repo.rs`, `git/` (the git data API: resolve, trees, commits, refs), `pulls.rs`.
+//! a revert: `repo.rs`, `git/` (the git data API: resolve, trees, commits, refs), `pulls.rs`;
+//! checklist evidence: `commit.rs` (a ref to its commit), `checks.rs` (check runs and the
+//! combined status of a commit).
 
+pub mod checks;
+pub mod commit;
 pub mod dispatch;
 pub mod git;
 pub mod pulls;
@@ -40,6 +44,20 @@ impl GitHub {
             api,
             repo: s.repo.clone(),
         })
+    }
+
+    /// The careful sender alone, with GitHub's headers, for `base` and `token` (the evidence
+    /// reader builds one per forge setting).
+    pub fn api(base: &str, token: &str, client: reqwest::Client) -> Result<Api, String> {
+        Ok(GitHub::new(
+            &GitHubSettings {
+                api_url: base.into(),
+                token: token.into(),
+                repo: String::new(),
+            },
+            client,
+        )?
+        .api)
     }
 
     /// `repos/{owner}/{name}/{rest}`.

@@ -19,7 +19,7 @@ pub struct GitHubSection {
 }
 
 /// The keys once checked (the token resolved), each possibly unset.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GitHubKeys {
     pub api_url: Option<String>,
     pub token: Option<String>,
@@ -27,11 +27,32 @@ pub struct GitHubKeys {
 }
 
 /// Everything a client needs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct GitHubSettings {
     pub api_url: String,
     pub token: String,
     pub repo: String,
+}
+
+// The token never reaches a log or a panic message through `Debug`.
+impl std::fmt::Debug for GitHubKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubKeys")
+            .field("api_url", &self.api_url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("repo", &self.repo)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GitHubSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubSettings")
+            .field("api_url", &self.api_url)
+            .field("token", &"***")
+            .field("repo", &self.repo)
+            .finish()
+    }
 }
 
 impl GitHubSection {

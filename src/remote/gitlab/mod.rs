@@ -6,8 +6,10 @@
 //! Shape: `schema.rs` the `[gitlab]` keys (the top-level section and a driver's overrides)
 //! and their resolution, this file the client and what the endpoints answer, then one file
 //! per endpoint, each an `impl` block on [`Gitlab`]: `trigger.rs`, `create.rs`, `pipeline.rs`,
-//! `pipelines.rs`. A new endpoint is a new file beside these.
+//! `pipelines.rs`. A new endpoint is a new file beside these. The checklist's CI evidence
+//! reads `commit_pipelines.rs` (a ref's commit, its latest pipeline, its jobs) with [`api`].
 
+pub mod commit_pipelines;
 pub mod create;
 pub mod pipeline;
 pub mod pipelines;
@@ -19,6 +21,12 @@ pub use schema::{GitlabSection, Keys, Settings};
 use super::rest::Api;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+/// A GitLab API at `base` (e.g. `https://gitlab.com/api/v4`) with a personal, project or
+/// group access token.
+pub fn api(base: &str, token: &str, client: reqwest::Client) -> Result<Api, String> {
+    Api::new("GitLab", base, client, vec![token.to_string()])?.header("private-token", token, true)
+}
 
 /// A project on a GitLab instance, with the credentials to reach it.
 #[derive(Clone)]

@@ -91,7 +91,7 @@ impl Keys {
             ("trigger_token", &self.trigger_token),
         ] {
             if let Some((v, span)) = key {
-                reference(v).map_err(|m| (span.clone(), format!("{what} {name}: {m}")))?;
+                reference(v).map_err(|m| (span.clone(), format!("{what} {name} {m}")))?;
             }
         }
         if let Some((u, span)) = &self.api_url {
@@ -151,6 +151,40 @@ impl Keys {
             token,
             trigger_token,
         })
+    }
+}
+
+impl Keys {
+    /// The settings of a reader of the section's own project (the checklist's CI evidence):
+    /// `None` unless the keys name a project and an access token (a trigger token reads
+    /// nothing). Errors name the key's span.
+    pub fn reader(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Settings>, Error> {
+        let (Some((token, span)), Some((project, _))) = (&self.token, &self.project) else {
+            return Ok(None);
+        };
+        let var = reference(token).map_err(|m| (span.clone(), format!("[gitlab] token {m}")))?;
+        let token = match lookup(var) {
+            Some(v) if !v.trim().is_empty() => v,
+            _ => {
+                return Err((
+                    span.clone(),
+                    format!("[gitlab] token: environment variable {var} is not set"),
+                ))
+            }
+        };
+        Ok(Some(Settings {
+            api_url: self
+                .api_url
+                .as_ref()
+                .map(|(u, _)| u.trim().to_string())
+                .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+            project: project.trim().trim_matches('/').to_string(),
+            token: Some(token),
+            trigger_token: None,
+        }))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod commands;
 mod deploys;
+mod evidence;
 mod failures;
 mod freezes;
 mod reactions;
@@ -108,6 +109,7 @@ fn answer_ok(a: &Action) -> (RunId, u32, Outcome) {
                 url: "https://github.example/o/r/pull/7".into(),
             })),
         ),
+        Action::CheckEvidence { .. } => panic!("evidence is answered by its own tests"),
     }
 }
 
