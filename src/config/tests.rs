@@ -179,3 +179,44 @@ fn ci_evidence_items_read_a_configured_forge() {
         "https://gitlab.com/api/v4"
     );
 }
+
+#[test]
+fn one_gitlab_section_serves_the_gitlab_step_and_the_evidence() {
+    let base = "[users.a]\ngroups = [\"deployers\", \"reviewers\"]\n";
+    let step = "[environments.x.deploy]\ndriver = \"gitlab\"\nblue_url = \"http://b\"\ngreen_url = \"http://g\"\n[environments.x.traffic]\ndriver = \"command\"\nswitch = [\"s\", \"{colour}\"]\nlive = \"none\"\n";
+    let env = |n: &str| match n {
+        "GL_TOKEN" => Some("glpat-secret".to_string()),
+        "GL_TRIGGER" => Some("glptt-secret".to_string()),
+        _ => None,
+    };
+    // A trigger token alone deploys, but reads no CI: no evidence forge.
+    let gitlab = "[gitlab]\ntrigger_token = \"${GL_TRIGGER}\"\nproject = \"acme/shop\"\n";
+    let c = parse(&format!("{base}{gitlab}{step}"), &env).unwrap();
+    assert!(c.forges.gitlab.is_none());
+    let x = c.env(&EnvName::new("x")).unwrap();
+    assert_eq!(x.secrets, vec!["glptt-secret".to_string()]);
+    let DeployConfig::Gitlab(g) = &x.deploy else {
+        panic!("{:?}", x.deploy)
+    };
+    assert_eq!(g.settings.project, "acme/shop");
+    // With an access token and a project, the evidence reads the same section.
+    let gitlab = "[gitlab]\ntoken = \"${GL_TOKEN}\"\nproject = \"acme/shop\"\n";
+    let c = parse(&format!("{base}{gitlab}{step}"), &env).unwrap();
+    let forge = c.forges.gitlab.as_ref().unwrap();
+    assert_eq!(
+        (forge.token.as_str(), forge.repo.as_str()),
+        ("glpat-secret", "acme/shop")
+    );
+    // A literal token is refused at its line, used or not.
+    let e = parse(
+        &format!("{base}[gitlab]\ntrigger_token = \"glptt-literal\"\n{step}"),
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(
+        e.message
+            .starts_with("[gitlab] trigger_token must be a ${NAME} reference"),
+        "{e}"
+    );
+}
