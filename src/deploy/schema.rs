@@ -33,3 +33,10 @@ pub enum DeployConfig {
     /// An Argo CD application per colour (blue-green) or one updated in place (rolling).
     Argocd(ArgoConfig),
 }
+
+/// Where a revert is proposed after a rollback (`[environments.X] revert = "github"`).
+#[derive(Debug, Clone)]
+pub enum RevertConfig {
+    /// A pull request on the `[github]` repository.
+    GitHub(crate::remote::github::GitHubSettings),
+}
