@@ -43,6 +43,7 @@ critical = true
         &env.name,
         &env.deploy,
         &env.traffic,
+        None,
         &env.secrets,
         std::path::Path::new("unused"),
         &crate::store::Journal::scratch(tempfile::tempdir().unwrap().path()).unwrap(),

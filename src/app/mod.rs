@@ -139,6 +139,7 @@ impl App {
                 &env.name,
                 &env.deploy,
                 &env.traffic,
+                env.revert.as_ref(),
                 &env.secrets,
                 &cfg.bot.data_dir,
                 &journal,

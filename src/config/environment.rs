@@ -10,7 +10,7 @@ use crate::deploy::github_actions::schema as github_actions;
 use crate::deploy::gitlab::schema as gitlab;
 use crate::deploy::haproxy;
 use crate::deploy::local::LocalSection;
-use crate::deploy::schema::{DeployConfig, TrafficConfig};
+use crate::deploy::schema::{DeployConfig, RevertConfig, TrafficConfig};
 use crate::metrics::schema::MetricsConfig;
 use crate::metrics::schema::MetricsSection;
 use crate::remote::github::GitHubKeys;
@@ -70,6 +70,8 @@ pub struct EnvConfig {
     pub smoke_vars: BTreeMap<String, String>,
     pub monitor: MonitorConfig,
     pub metrics: MetricsConfig,
+    /// Where a revert is proposed after a rollback, if anywhere.
+    pub revert: Option<RevertConfig>,
     /// Secret values to mask in anything posted.
     pub secrets: Vec<String>,
 }
@@ -116,6 +118,7 @@ pub(super) struct RawEnv {
     monitor: RawMonitor,
     #[serde(default)]
     metrics: MetricsSection,
+    revert: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +204,7 @@ pub(super) fn environment(
     let checklist = checklist(cx, groups, e.checklist)?;
     let (deploy, traffic, mut secrets) = steps(cx, &key, defaults, e.deploy, e.traffic)?;
     let smoke_vars = smoke_vars(cx, &name, e.smoke_vars, &mut secrets)?;
+    let revert = revert(cx, &name, defaults, e.revert, &mut secrets)?;
     let health = health(cx, e.health)?;
     let monitor = monitor(cx, &key, &e.monitor)?;
     let metrics = e
@@ -245,6 +249,7 @@ pub(super) fn environment(
         smoke_vars,
         monitor,
         metrics,
+        revert,
         secrets,
     })
 }
@@ -569,4 +574,34 @@ fn monitor(cx: &Ctx, key: &Spanned<String>, m: &RawMonitor) -> Result<MonitorCon
         );
     }
     Ok(monitor)
+}
+
+/// `revert = "github"`: after a rollback, a pull request that reverts the release on the
+/// `[github]` repository (whose token and repo must be set).
+fn revert(
+    cx: &Ctx,
+    name: &str,
+    defaults: &Defaults<'_>,
+    raw: Option<Spanned<String>>,
+    secrets: &mut Vec<String>,
+) -> Result<Option<RevertConfig>, ConfigError> {
+    let Some(r) = raw else {
+        return Ok(None);
+    };
+    match r.get_ref().as_str() {
+        "github" => match defaults.github.clone().settings("") {
+            Ok(s) => {
+                secrets.push(s.token.clone());
+                Ok(Some(RevertConfig::GitHub(s)))
+            }
+            Err(_) => cx.err(
+                r.span(),
+                format!("environment \"{name}\": revert = \"github\" needs token and repo in the [github] section"),
+            ),
+        },
+        other => cx.err(
+            r.span(),
+            format!("environment \"{name}\": revert = \"{other}\" is not known (use \"github\")"),
+        ),
+    }
 }

@@ -28,7 +28,7 @@ impl Config {
             health_path: e.health.path.clone(),
             smoke: e.smoke.iter().map(|s| s.name.clone()).collect(),
             critical_path: e.smoke.iter().any(|s| s.critical),
-            revert: false, // wired with the revert steps
+            revert: e.revert.is_some(),
         };
         Rules {
             timezone: self.bot.timezone,

@@ -220,3 +220,34 @@ fn one_gitlab_section_serves_the_gitlab_step_and_the_evidence() {
         "{e}"
     );
 }
+
+#[test]
+fn revert_needs_a_forge_it_knows() {
+    let base = "[users.a]\ngroups = [\"deployers\"]\n[environments.x]\nrevert = \"github\"\n[environments.x.deploy]\ndriver = \"local\"\n";
+    let env = |n: &str| (n == "GH_TOKEN").then(|| "ghp_secret".to_string());
+    let e = parse(base, &env).unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(
+        e.message
+            .contains("revert = \"github\" needs token and repo in the [github] section"),
+        "{e}"
+    );
+    let github = "[github]\ntoken = \"${GH_TOKEN}\"\nrepo = \"acme/shop\"\n";
+    let c = parse(&format!("{base}{github}"), &env).unwrap();
+    let x = c.env(&EnvName::new("x")).unwrap();
+    assert!(matches!(
+        &x.revert,
+        Some(crate::deploy::schema::RevertConfig::GitHub(s)) if s.repo == "acme/shop"
+    ));
+    assert!(
+        x.secrets.contains(&"ghp_secret".to_string()),
+        "the token is masked"
+    );
+    assert!(c.rules().envs[&EnvName::new("x")].revert);
+    let e = parse(
+        &format!("{github}{}", base.replace("\"github\"", "\"svn\"")),
+        &env,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("revert = \"svn\" is not known"), "{e}");
+}

@@ -36,3 +36,10 @@ pub enum DeployConfig {
     /// A GitLab CI pipeline per deploy, followed until it ends.
     Gitlab(GitlabDeployConfig),
 }
+
+/// Where a revert is proposed after a rollback (`[environments.X] revert = "github"`).
+#[derive(Debug, Clone)]
+pub enum RevertConfig {
+    /// A pull request on the `[github]` repository.
+    GitHub(crate::remote::github::GitHubSettings),
+}

@@ -6,7 +6,8 @@ use super::github_actions::GitHubActionsDeploy;
 use super::gitlab::GitlabDeploy;
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
-use super::schema::{DeployConfig, TrafficConfig};
+use super::revert::GitHubRevert;
+use super::schema::{DeployConfig, RevertConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
 use crate::core::EnvName;
 use crate::store::Journal;
@@ -16,9 +17,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl Driver {
-    /// Builds the driver of an environment (the local driver binds its router here). `journal`
-    /// is where steps with external side effects record them before acting.
+    /// Builds the driver of an environment (the local driver binds its router here), with a
+    /// revert step where `revert` asks for one. `journal` is where steps with external side
+    /// effects record them before acting.
     pub async fn start(
+        env: &EnvName,
+        deploy: &DeployConfig,
+        traffic: &TrafficConfig,
+        revert: Option<&RevertConfig>,
+        secrets: &[String],
+        data_dir: &Path,
+        journal: &Journal,
+    ) -> anyhow::Result<Driver> {
+        let mut d = Self::steps(env, deploy, traffic, secrets, data_dir, journal).await?;
+        d.revert = match revert {
+            None => None,
+            Some(RevertConfig::GitHub(s)) => {
+                let github = crate::remote::github::GitHub::new(s, reqwest::Client::new())
+                    .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
+                Some(Arc::new(GitHubRevert {
+                    api: github.api,
+                    repo: github.repo,
+                    journal: journal.clone(),
+                    timeout: REVERT_TIMEOUT,
+                }))
+            }
+        };
+        Ok(d)
+    }
+
+    async fn steps(
         env: &EnvName,
         deploy: &DeployConfig,
         traffic: &TrafficConfig,
@@ -100,6 +128,9 @@ impl Driver {
         }
     }
 }
+
+/// How long proposing a revert may take, retries and rate-limit waits included.
+const REVERT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a `command` traffic step's command may take beside a deploy step without commands.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);

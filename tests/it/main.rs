@@ -35,6 +35,7 @@ mod layering;
 mod lifecycle;
 mod local_api;
 mod page;
+mod revert;
 mod rollback;
 mod slack;
 mod trust;
