@@ -5,6 +5,7 @@
 //! nothing is opened (a person reverts by hand). GitHub has no REST revert endpoint; the git
 //! data API builds the commit (platform notes).
 
+use super::plan::{plan, File, Listing};
 use super::{branch_name, Record};
 use crate::core::engine::RevertLink;
 use crate::deploy::{BoxFuture, RevertStep, StepCtx};
@@ -13,12 +14,8 @@ use crate::remote::github::{pulls, repo};
 use crate::remote::rest::{Api, ApiError, ErrorKind};
 use crate::store::Journal;
 use crate::telemetry::fault;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// How many conflicting paths a refusal names.
-const NAMED: usize = 5;
 
 pub struct GitHubRevert {
     pub api: Api,
@@ -161,25 +158,35 @@ impl GitHubRevert {
             .await
             .map_err(|e| not_found(e, bad, repo))?;
         let h = git::resolve::resolve(api, repo, head, until).await?;
-        let files = |t: Vec<Entry>| -> BTreeMap<String, Entry> {
+        let files = |t: Vec<Entry>| -> Listing {
             t.into_iter()
                 .filter(|e| e.kind != "tree")
-                .map(|e| (e.path.clone(), e))
+                .map(|e| {
+                    let f = File {
+                        mode: e.mode,
+                        kind: e.kind,
+                        id: e.sha,
+                    };
+                    (e.path, f)
+                })
                 .collect()
         };
         let gt = files(git::tree::read(api, repo, &g.tree, until).await?);
         let bt = files(git::tree::read(api, repo, &b.tree, until).await?);
         let ht = files(git::tree::read(api, repo, &h.tree, until).await?);
-        let changes = plan(&gt, &bt, &ht).map_err(|p| match p {
-            Plan::Nothing => Why(format!("{bad} changed no file since {good}: nothing to revert")),
-            Plan::Done => Why(format!("{base} already has {good}'s version of every file {bad} changed: nothing to revert")),
-            Plan::Conflict(paths) => Why(format!(
-                "{} changed on {base} since {bad} ({}{}): a conflict, revert by hand",
-                if paths.len() == 1 { "1 file".to_string() } else { format!("{} files", paths.len()) },
-                paths.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", "),
-                if paths.len() > NAMED { ", …" } else { "" }
-            )),
-        })?;
+        let changes: Vec<Change> = plan(&gt, &bt, &ht)
+            .map_err(|p| Why(p.say(bad, good, base)))?
+            .into_iter()
+            .map(|(path, f)| Change {
+                entry: f.map(|f| Entry {
+                    path: path.clone(),
+                    mode: f.mode,
+                    kind: f.kind,
+                    sha: f.id,
+                }),
+                path,
+            })
+            .collect();
         let tree = git::tree::create(api, repo, &h.tree, &changes, until).await?;
         let message = format!(
             "Revert {bad} (back to {good})\n\nRolled back by greenlight in {} (run {}).",
@@ -203,109 +210,5 @@ fn link(p: &pulls::Pull) -> RevertLink {
     RevertLink {
         name: format!("pull request #{}", p.number),
         url: p.html_url.clone(),
-    }
-}
-
-/// Why no revert can be planned.
-#[derive(Debug, PartialEq)]
-enum Plan {
-    /// `good` and `bad` hold the same files.
-    Nothing,
-    /// The default branch already holds `good`'s files.
-    Done,
-    /// These files changed on the default branch since `bad`.
-    Conflict(Vec<String>),
-}
-
-/// The changes that put `good`'s version of every file `bad` changed onto the head, if the
-/// head still holds `bad`'s version of each.
-fn plan(
-    good: &BTreeMap<String, Entry>,
-    bad: &BTreeMap<String, Entry>,
-    head: &BTreeMap<String, Entry>,
-) -> Result<Vec<Change>, Plan> {
-    let same = |a: Option<&Entry>, b: Option<&Entry>| match (a, b) {
-        (Some(a), Some(b)) => a.sha == b.sha && a.mode == b.mode,
-        (None, None) => true,
-        _ => false,
-    };
-    let changed: Vec<&String> = good
-        .keys()
-        .chain(bad.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|p| !same(good.get(*p), bad.get(*p)))
-        .collect();
-    if changed.is_empty() {
-        return Err(Plan::Nothing);
-    }
-    if changed.iter().all(|p| same(head.get(*p), good.get(*p))) {
-        return Err(Plan::Done);
-    }
-    let conflicts: Vec<String> = changed
-        .iter()
-        .filter(|p| !same(head.get(**p), bad.get(**p)))
-        .map(|p| p.to_string())
-        .collect();
-    if !conflicts.is_empty() {
-        return Err(Plan::Conflict(conflicts));
-    }
-    Ok(changed
-        .into_iter()
-        .map(|p| Change {
-            path: p.clone(),
-            entry: good.get(p).cloned(),
-        })
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(path: &str, sha: &str) -> (String, Entry) {
-        (
-            path.into(),
-            Entry {
-                path: path.into(),
-                mode: "100644".into(),
-                kind: "blob".into(),
-                sha: sha.into(),
-            },
-        )
-    }
-
-    #[test]
-    fn a_revert_sets_back_what_the_release_changed_and_nothing_else() {
-        let good = BTreeMap::from([e("a", "1"), e("b", "1"), e("gone", "1")]);
-        let bad = BTreeMap::from([e("a", "2"), e("b", "1"), e("new", "1")]);
-        // The head moved on elsewhere (c) but not in a, new or gone.
-        let head = BTreeMap::from([e("a", "2"), e("b", "1"), e("new", "1"), e("c", "9")]);
-        let ch = plan(&good, &bad, &head).unwrap();
-        let got: Vec<(String, Option<String>)> = ch
-            .iter()
-            .map(|c| (c.path.clone(), c.entry.as_ref().map(|e| e.sha.clone())))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a".into(), Some("1".into())),
-                ("gone".into(), Some("1".into())),
-                ("new".into(), None),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_file_changed_since_the_release_is_a_conflict_and_nothing_is_planned() {
-        let good = BTreeMap::from([e("a", "1")]);
-        let bad = BTreeMap::from([e("a", "2")]);
-        let head = BTreeMap::from([e("a", "3")]);
-        assert_eq!(
-            plan(&good, &bad, &head).err(),
-            Some(Plan::Conflict(vec!["a".into()]))
-        );
-        assert_eq!(plan(&good, &good, &head).err(), Some(Plan::Nothing));
-        assert_eq!(plan(&good, &bad, &good).err(), Some(Plan::Done));
     }
 }

@@ -4,6 +4,7 @@
 //! after the environment and the run, so that after a crash it finds what it already opened
 //! instead of opening a second one.
 pub mod github;
+pub mod plan;
 
 pub use github::GitHubRevert;
 
