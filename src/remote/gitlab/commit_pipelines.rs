@@ -15,13 +15,8 @@ struct Commit {
     id: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Pipeline {
-    pub id: u64,
-    /// created, waiting_for_resource, preparing, pending, running, success, failed, canceled,
-    /// skipped, manual, scheduled.
-    pub status: String,
-}
+/// The pipeline type the deploy step reads too (`id`, `status`, `web_url`, ...).
+pub use super::Pipeline;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Job {

@@ -85,6 +85,8 @@ pub struct Pipeline {
     pub sha: Option<String>,
     #[serde(rename = "ref", default)]
     pub git_ref: Option<String>,
+    /// created, waiting_for_resource, preparing, pending, running, success, failed, canceled,
+    /// skipped, manual, scheduled.
     pub status: String,
     #[serde(default)]
     pub source: Option<String>,
