@@ -576,8 +576,9 @@ fn monitor(cx: &Ctx, key: &Spanned<String>, m: &RawMonitor) -> Result<MonitorCon
     Ok(monitor)
 }
 
-/// `revert = "github"`: after a rollback, a pull request that reverts the release on the
-/// `[github]` repository (whose token and repo must be set).
+/// `revert = "github"` or `"gitlab"`: after a rollback, a pull request that reverts the release
+/// on the `[github]` repository (whose token and repo must be set), or a merge request on the
+/// `[gitlab]` project (whose project and access token must be set).
 fn revert(
     cx: &Ctx,
     name: &str,
@@ -599,9 +600,20 @@ fn revert(
                 format!("environment \"{name}\": revert = \"github\" needs token and repo in the [github] section"),
             ),
         },
+        "gitlab" => match defaults.gitlab.reader(cx.lookup) {
+            Ok(Some(s)) => {
+                secrets.extend(s.token.clone());
+                Ok(Some(RevertConfig::GitLab(s)))
+            }
+            Ok(None) => cx.err(
+                r.span(),
+                format!("environment \"{name}\": revert = \"gitlab\" needs project and token (an access token) in the [gitlab] section"),
+            ),
+            Err((span, m)) => cx.err(span, m),
+        },
         other => cx.err(
             r.span(),
-            format!("environment \"{name}\": revert = \"{other}\" is not known (use \"github\")"),
+            format!("environment \"{name}\": revert = \"{other}\" is not known (use \"github\" or \"gitlab\")"),
         ),
     }
 }

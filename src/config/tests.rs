@@ -251,3 +251,23 @@ fn revert_needs_a_forge_it_knows() {
     .unwrap_err();
     assert!(e.message.contains("revert = \"svn\" is not known"), "{e}");
 }
+
+#[test]
+fn revert_on_gitlab_needs_an_access_token() {
+    let base = "[users.a]\ngroups = [\"deployers\"]\n[environments.x]\nrevert = \"gitlab\"\n[environments.x.deploy]\ndriver = \"local\"\n";
+    let env = |n: &str| (n == "GL_TOKEN").then(|| "glpat_secret".to_string());
+    let e = parse(base, &env).unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("needs project and token (an access token)"), "{e}");
+    // A trigger token alone cannot open a merge request.
+    let trigger = "[gitlab]\nproject = \"acme/shop\"\ntrigger_token = \"${GL_TOKEN}\"\n";
+    assert!(parse(&format!("{base}{trigger}"), &env).is_err());
+    let gitlab = "[gitlab]\nproject = \"acme/shop\"\ntoken = \"${GL_TOKEN}\"\n";
+    let c = parse(&format!("{base}{gitlab}"), &env).unwrap();
+    let x = c.env(&EnvName::new("x")).unwrap();
+    assert!(matches!(
+        &x.revert,
+        Some(crate::deploy::schema::RevertConfig::GitLab(s)) if s.project == "acme/shop"
+    ));
+    assert!(x.secrets.contains(&"glpat_secret".to_string()));
+}

@@ -42,4 +42,6 @@ pub enum DeployConfig {
 pub enum RevertConfig {
     /// A pull request on the `[github]` repository.
     GitHub(crate::remote::github::GitHubSettings),
+    /// A merge request on the `[gitlab]` project (an access token: a trigger token cannot).
+    GitLab(crate::remote::gitlab::Settings),
 }

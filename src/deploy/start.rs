@@ -6,7 +6,7 @@ use super::github_actions::GitHubActionsDeploy;
 use super::gitlab::GitlabDeploy;
 use super::haproxy::HaproxyDriver;
 use super::local::LocalDriver;
-use super::revert::GitHubRevert;
+use super::revert::{GitHubRevert, GitLabRevert};
 use super::schema::{DeployConfig, RevertConfig, TrafficConfig};
 use super::{DeployStep, Driver, TrafficStep};
 use crate::core::EnvName;
@@ -38,6 +38,15 @@ impl Driver {
                 Some(Arc::new(GitHubRevert {
                     api: github.api,
                     repo: github.repo,
+                    journal: journal.clone(),
+                    timeout: REVERT_TIMEOUT,
+                }))
+            }
+            Some(RevertConfig::GitLab(s)) => {
+                let gitlab = crate::remote::gitlab::Gitlab::new(s, reqwest::Client::new())
+                    .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
+                Some(Arc::new(GitLabRevert {
+                    gitlab,
                     journal: journal.clone(),
                     timeout: REVERT_TIMEOUT,
                 }))

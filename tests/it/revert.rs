@@ -112,3 +112,43 @@ async fn killed_after_the_branch_a_restart_opens_the_one_pull_request() {
     assert_eq!(writes.iter().filter(|w| *w == "POST pulls").count(), 1);
     assert_eq!(fake.state().pulls.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_on_gitlab_opens_one_merge_request() {
+    use crate::fake_gitlab_repo::{FakeGitLabRepo, TOKEN as GL_TOKEN};
+    let fake = FakeGitLabRepo::start().await;
+    let c = fake.commit("main", &[("app.rs", "one"), ("lib.rs", "l")]);
+    fake.tag("v1.2.0", &c);
+    let c = fake.commit("main", &[("app.rs", "two"), ("lib.rs", "l")]);
+    fake.tag("v1.2.1", &c);
+    let cfg = test_config(&format!(
+        "[gitlab]\napi_url = \"{}\"\nproject = \"acme/shop\"\ntoken = \"${{GL_TEST_GL_REVERT}}\"\n",
+        fake.url
+    ))
+    .replace(
+        "display_name = \"Staging\"\n",
+        "display_name = \"Staging\"\nrevert = \"gitlab\"\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("greenlight.toml"), cfg).unwrap();
+    let bot = Bot::start_with(tmp.path(), &[], &[("GL_TEST_GL_REVERT", GL_TOKEN)]).await;
+    two_stable(&bot).await;
+    bot.say("bob", "/rollback staging checkout errors").await;
+    bot.wait_for(
+        "the merge request's link in the incident channel",
+        LONG,
+        |m| {
+            m["channel"] == "incidents"
+                && text(m).contains(
+                    "merge request !1 https://gitlab.example/acme/shop/-/merge_requests/1",
+                )
+        },
+    )
+    .await;
+    assert_eq!(fake.state().mrs.len(), 1);
+    assert_eq!(
+        fake.state().contents_at("greenlight/revert-staging-run-3")["app.rs"],
+        "one"
+    );
+    assert!(!bot.log().contains(GL_TOKEN), "the token is never logged");
+}

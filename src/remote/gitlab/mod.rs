@@ -7,12 +7,17 @@
 //! and their resolution, this file the client and what the endpoints answer, then one file
 //! per endpoint, each an `impl` block on [`Gitlab`]: `trigger.rs`, `create.rs`, `pipeline.rs`,
 //! `pipelines.rs`. A new endpoint is a new file beside these. The checklist's CI evidence
-//! reads `commit_pipelines.rs` (a ref's commit, its latest pipeline, its jobs) with [`api`].
+//! reads `commit_pipelines.rs` (a ref's commit, its latest pipeline, its jobs) with [`api`]. A
+//! revert reads `repository.rs` (default branch, a branch's head, trees, blobs) and writes
+//! `commits.rs` (a commit on a new branch) and `merge_requests.rs`.
 
 pub mod commit_pipelines;
+pub mod commits;
 pub mod create;
+pub mod merge_requests;
 pub mod pipeline;
 pub mod pipelines;
+pub mod repository;
 pub mod schema;
 pub mod trigger;
 
