@@ -258,7 +258,11 @@ fn revert_on_gitlab_needs_an_access_token() {
     let env = |n: &str| (n == "GL_TOKEN").then(|| "glpat_secret".to_string());
     let e = parse(base, &env).unwrap_err();
     assert_eq!(e.line, Some(4), "{e}");
-    assert!(e.message.contains("needs project and token (an access token)"), "{e}");
+    assert!(
+        e.message
+            .contains("needs project and token (an access token)"),
+        "{e}"
+    );
     // A trigger token alone cannot open a merge request.
     let trigger = "[gitlab]\nproject = \"acme/shop\"\ntrigger_token = \"${GL_TOKEN}\"\n";
     assert!(parse(&format!("{base}{trigger}"), &env).is_err());

@@ -1,6 +1,7 @@
-//! `revert = "github"`: after a rollback on the demo environment, greenlight opens exactly one
-//! revert pull request on the fake repository and links it in the run's thread and the
-//! incident channel, also when it is killed after making the branch and restarted.
+//! `revert = "github"` / `"gitlab"`: after a rollback (automatic, or by hand) on the demo
+//! environment, greenlight opens exactly one revert pull (merge) request on the fake repository
+//! and links it in the run's thread and the incident channel, also when it is killed after
+//! making the branch and restarted.
 
 use crate::fake_github_git::{FakeGitHubGit, TOKEN};
 use crate::harness::*;
@@ -39,31 +40,44 @@ async fn two_stable(bot: &Bot) {
 const LINK: &str = "pull request #1 https://github.com/acme/shop/pull/1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_opens_one_revert_pull_request_linked_in_the_incident_channel() {
+async fn an_automatic_rollback_opens_one_revert_pull_request_linked_in_the_incident_channel() {
     let fake = repo().await;
+    let c = fake.commit(
+        "main",
+        &[("app.rs", "a3"), ("lib.rs", "l2")],
+        "v1.3.0-faulty",
+    );
+    fake.tag("v1.3.0-faulty", &c);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("greenlight.toml"), config(&fake)).unwrap();
     let bot = Bot::start_with(tmp.path(), &[], &[("GL_TEST_GH_REVERT", TOKEN)]).await;
-    two_stable(&bot).await;
-    bot.say("bob", "/rollback staging checkout errors").await;
-    bot.wait_text("Run 3 rolled back", LONG).await;
+    bot.say("alice", "/deploy v1.2.1 staging").await;
+    bot.approve_all(1, "bob").await;
+    bot.wait_text("Run 1 stable", LONG).await;
+    // The demo's faulty version fails its monitoring: rolled back by greenlight itself.
+    bot.say("bob", "/deploy v1.3.0-faulty staging").await;
+    bot.approve_all(2, "carol").await;
+    bot.wait_text("❌ Deployment failed. Rolling back. Reason:", LONG)
+        .await;
+    let link = "pull request #1 https://github.com/acme/shop/pull/1";
     let alert = bot
         .wait_for("the revert's link in the incident channel", LONG, |m| {
-            m["channel"] == "incidents" && text(m).contains(LINK)
+            m["channel"] == "incidents" && text(m).contains(link)
         })
         .await;
     assert!(
-        text(&alert).contains("Revert of v1.2.1 (back to v1.2.0) is ready for review"),
+        text(&alert).contains("Revert of v1.3.0-faulty (back to v1.2.1) is ready for review"),
         "{}",
         text(&alert)
     );
     bot.wait_for("the link in the run's thread", SHORT, |m| {
-        m["channel"] == "deploys" && !m["thread_id"].is_null() && text(m).contains(LINK)
+        m["channel"] == "deploys" && !m["thread_id"].is_null() && text(m).contains(link)
     })
     .await;
     assert_eq!(fake.state().pulls.len(), 1);
-    let files = fake.state().files_at("greenlight/revert-staging-run-3");
-    assert_eq!(files["app.rs"].1, "a1", "app.rs is back to v1.2.0's");
+    let files = fake.state().files_at("greenlight/revert-staging-run-2");
+    assert_eq!(files["app.rs"].1, "a2", "app.rs is back to v1.2.1's");
+    assert_eq!(files["lib.rs"].1, "l1", "lib.rs is back to v1.2.1's");
     assert!(!bot.log().contains(TOKEN), "the token is never logged");
 }
 
