@@ -225,12 +225,15 @@ async fn refusals_are_githubs_own() {
     );
 }
 
-/// PyGithub, an independent client, against the fake (`tests/py/pygithub_fake.py`): run when
-/// `GREENLIGHT_PYGITHUB` names a python with PyGithub installed, skipped otherwise.
+/// PyGithub, an independent client, against the fake (`tests/py/pygithub_fake.py`).
+/// `scripts/test.sh` installs it in a venv under `target/` and names its python in
+/// `GREENLIGHT_PYGITHUB`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pygithub_reads_the_fake() {
     let Ok(python) = std::env::var("GREENLIGHT_PYGITHUB") else {
-        return;
+        panic!(
+            "set GREENLIGHT_PYGITHUB to a python with PyGithub installed (scripts/test.sh does)"
+        );
     };
     let gh = FakeGitHub::start().await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/pygithub_fake.py");

@@ -5,8 +5,8 @@
 //! nothing is opened (a person reverts by hand). GitHub has no REST revert endpoint; the git
 //! data API builds the commit (platform notes).
 
+use super::journaled;
 use super::plan::{plan, File, Listing};
-use super::{branch_name, Record};
 use crate::core::engine::RevertLink;
 use crate::deploy::{BoxFuture, RevertStep, StepCtx};
 use crate::remote::github::git::{self, tree::Change, Entry};
@@ -33,42 +33,11 @@ impl RevertStep for GitHubRevert {
         good: &'a str,
         ctx: &'a StepCtx,
     ) -> BoxFuture<'a, Result<RevertLink, String>> {
-        Box::pin(async move {
-            let key = ctx.key("revert");
-            let known: Option<Record> = self.journal.get(&key).map_err(|e| format!("{e:#}"))?;
-            if let Some(Record {
-                name: Some(name),
-                url: Some(url),
-                ..
-            }) = known
-            {
-                return Ok(RevertLink { name, url });
-            }
-            let branch = branch_name(ctx);
-            let started = Record {
-                branch: branch.clone(),
-                name: None,
-                url: None,
-            };
-            self.journal
-                .put(&key, &started)
+        Box::pin(journaled(&self.journal, ctx, move |branch| async move {
+            self.open(bad, good, ctx, &branch)
                 .await
-                .map_err(|e| format!("{e:#}"))?;
-            let link = self
-                .open(bad, good, ctx, &branch)
-                .await
-                .map_err(|e| e.to_string())?;
-            let done = Record {
-                branch,
-                name: Some(link.name.clone()),
-                url: Some(link.url.clone()),
-            };
-            self.journal
-                .put(&key, &done)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            Ok(link)
-        })
+                .map_err(|e| e.to_string())
+        }))
     }
 }
 

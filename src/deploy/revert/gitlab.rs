@@ -6,8 +6,8 @@
 //! used: a crash between two of them would leave a half-reverted branch that a restart cannot
 //! tell from a whole one.
 
+use super::journaled;
 use super::plan::{plan, File, Listing};
-use super::{branch_name, Record};
 use crate::core::engine::RevertLink;
 use crate::deploy::{BoxFuture, RevertStep, StepCtx};
 use crate::remote::gitlab::commits::FileAction;
@@ -34,39 +34,9 @@ impl RevertStep for GitLabRevert {
         good: &'a str,
         ctx: &'a StepCtx,
     ) -> BoxFuture<'a, Result<RevertLink, String>> {
-        Box::pin(async move {
-            let key = ctx.key("revert");
-            let known: Option<Record> = self.journal.get(&key).map_err(|e| format!("{e:#}"))?;
-            if let Some(Record {
-                name: Some(name),
-                url: Some(url),
-                ..
-            }) = known
-            {
-                return Ok(RevertLink { name, url });
-            }
-            let branch = branch_name(ctx);
-            let started = Record {
-                branch: branch.clone(),
-                name: None,
-                url: None,
-            };
-            self.journal
-                .put(&key, &started)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let link = self.open(bad, good, ctx, &branch).await?;
-            let done = Record {
-                branch,
-                name: Some(link.name.clone()),
-                url: Some(link.url.clone()),
-            };
-            self.journal
-                .put(&key, &done)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            Ok(link)
-        })
+        Box::pin(journaled(&self.journal, ctx, move |branch| async move {
+            self.open(bad, good, ctx, &branch).await
+        }))
     }
 }
 

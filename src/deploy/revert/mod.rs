@@ -11,9 +11,47 @@ pub mod plan;
 pub use github::GitHubRevert;
 pub use gitlab::GitLabRevert;
 
+use super::StepCtx;
+use crate::core::engine::RevertLink;
+use crate::store::Journal;
+
 /// The branch a run's revert is proposed from (one per run, so a restart finds it).
-pub fn branch_name(ctx: &super::StepCtx) -> String {
+pub fn branch_name(ctx: &StepCtx) -> String {
     format!("greenlight/revert-{}-run-{}", ctx.env, ctx.run.0)
+}
+
+/// Runs `open` (which opens the revert from the run's branch) once per run: a link the journal
+/// already holds is answered from it; otherwise the branch is recorded first, then the link.
+pub async fn journaled<F>(
+    journal: &Journal,
+    ctx: &StepCtx,
+    open: impl FnOnce(String) -> F,
+) -> Result<RevertLink, String>
+where
+    F: std::future::Future<Output = Result<RevertLink, String>>,
+{
+    let key = ctx.key("revert");
+    let err = |e: anyhow::Error| format!("{e:#}");
+    if let Some(Record {
+        name: Some(name),
+        url: Some(url),
+        ..
+    }) = journal.get::<Record>(&key).map_err(err)?
+    {
+        return Ok(RevertLink { name, url });
+    }
+    let branch = branch_name(ctx);
+    let mut record = Record {
+        branch: branch.clone(),
+        name: None,
+        url: None,
+    };
+    journal.put(&key, &record).await.map_err(err)?;
+    let link = open(branch).await?;
+    record.name = Some(link.name.clone());
+    record.url = Some(link.url.clone());
+    journal.put(&key, &record).await.map_err(err)?;
+    Ok(link)
 }
 
 /// What the journal keeps of a revert: its branch once started, its link once opened.
