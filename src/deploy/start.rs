@@ -33,7 +33,7 @@ impl Driver {
         d.revert = match revert {
             None => None,
             Some(RevertConfig::GitHub(s)) => {
-                let github = crate::remote::github::GitHub::new(s, reqwest::Client::new())
+                let github = crate::remote::github::GitHub::new(s, crate::remote::client())
                     .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
                 Some(Arc::new(GitHubRevert {
                     api: github.api,
@@ -43,7 +43,7 @@ impl Driver {
                 }))
             }
             Some(RevertConfig::GitLab(s)) => {
-                let gitlab = crate::remote::gitlab::Gitlab::new(s, reqwest::Client::new())
+                let gitlab = crate::remote::gitlab::Gitlab::new(s, crate::remote::client())
                     .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
                 Some(Arc::new(GitLabRevert {
                     gitlab,
@@ -105,7 +105,7 @@ impl Driver {
                 return Ok(Driver::of(argo, traffic));
             }
             DeployConfig::GitHubActions(g) => {
-                let github = crate::remote::github::GitHub::new(&g.github, reqwest::Client::new())
+                let github = crate::remote::github::GitHub::new(&g.github, crate::remote::client())
                     .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
                 Arc::new(GitHubActionsDeploy {
                     env: env.clone(),
@@ -115,9 +115,13 @@ impl Driver {
                 })
             }
             DeployConfig::Gitlab(g) => {
-                let client = reqwest::Client::builder().no_proxy().build()?;
-                let step = GitlabDeploy::new(env.clone(), g.clone(), journal.clone(), client)
-                    .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
+                let step = GitlabDeploy::new(
+                    env.clone(),
+                    g.clone(),
+                    journal.clone(),
+                    crate::remote::client(),
+                )
+                .map_err(|m| anyhow::anyhow!("environment {env}: {m}"))?;
                 Arc::new(step)
             }
         };

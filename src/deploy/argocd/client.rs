@@ -7,7 +7,6 @@ use super::schema::VersionSetting;
 use crate::remote::{Api, ApiError, ErrorKind};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// One Argo CD server, with its token.
@@ -18,15 +17,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str, token: &str) -> Result<Client, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("Argo CD: {e}"))?;
-        let api = Api::new("Argo CD", server, http, vec![token.to_string()])?.header(
-            "authorization",
-            &format!("Bearer {token}"),
-            true,
-        )?;
+        let api = Api::new(
+            "Argo CD",
+            server,
+            crate::remote::client(),
+            vec![token.to_string()],
+        )?
+        .header("authorization", &format!("Bearer {token}"), true)?;
         Ok(Client { api })
     }
 
